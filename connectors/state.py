@@ -1,0 +1,100 @@
+"""Per-feed poll state (validators, last status, failure streak).
+
+It is saved only after the run that used it has committed its output:
+saving an ETag before the items it covers are durable would turn a crash
+plus a later 304 into items lost for good.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FeedState:
+    etag: str | None = None
+    last_modified: str | None = None
+    body_sha256: str | None = None
+    last_status: str | None = None
+    last_http_status: int | None = None
+    last_polled_at: str | None = None
+    last_success_at: str | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+
+    def succeeded(
+        self,
+        at: datetime,
+        http_status: int,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        body_sha256: str | None = None,
+    ) -> FeedState:
+        keep = http_status == 304
+        return dataclasses.replace(
+            self,
+            etag=self.etag if keep else etag,
+            last_modified=self.last_modified if keep else last_modified,
+            body_sha256=self.body_sha256 if keep else body_sha256,
+            last_status="ok",
+            last_http_status=http_status,
+            last_polled_at=at.isoformat(),
+            last_success_at=at.isoformat(),
+            consecutive_failures=0,
+            last_error=None,
+        )
+
+    def failed(self, at: datetime, http_status: int | None, reason: str) -> FeedState:
+        return dataclasses.replace(
+            self,
+            last_status="error",
+            last_http_status=http_status,
+            last_polled_at=at.isoformat(),
+            consecutive_failures=self.consecutive_failures + 1,
+            last_error=reason,
+        )
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, ensure_ascii=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_feed_states(path: Path) -> dict[str, FeedState]:
+    """States keyed by feed URL; a missing file means every feed is new."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    known = {f.name for f in dataclasses.fields(FeedState)}
+    return {url: FeedState(**{k: v for k, v in d.items() if k in known}) for url, d in data.items()}
+
+
+def save_feed_states(path: Path, states: dict[str, FeedState]) -> None:
+    _write_json_atomic(path, {url: dataclasses.asdict(s) for url, s in sorted(states.items())})
+
+
+def load_seed_state(path: Path) -> dict[str, str]:
+    """raw_id last ingested per seed path, so unchanged seeds are not landed again."""
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def save_seed_state(path: Path, seeds: dict[str, str]) -> None:
+    _write_json_atomic(path, dict(sorted(seeds.items())))

@@ -1,0 +1,1 @@
+"""The newsbeam Beam pipeline: raw documents in, clean tagged articles out."""

@@ -1,0 +1,56 @@
+"""`newsbeam` command line. Flags newsbeam does not know are Beam pipeline options."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_config
+from pipeline.lake import LakeBusy
+from pipeline.run import EXIT_BUSY, EXIT_FAILED, format_report, run_cycle
+from pipeline.tagging import TaxonomyError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsbeam",
+        description="News ingestion: feeds and seed files in, clean tagged Parquet out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run one ingestion cycle",
+        description="Run one ingestion cycle. Any other --flag is passed to Beam's "
+        "PipelineOptions (e.g. --runner, --direct_num_workers, --dask_client_address).",
+    )
+    run.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
+    run.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
+    run.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
+    run.add_argument("-v", "--verbose", action="store_true", help="show Beam's logs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = _parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
+    try:
+        config = load_config(args.config)
+        if args.output:
+            config = config.__class__(**{**config.__dict__, "output_dir": args.output})
+        if args.seeds:
+            config = config.__class__(**{**config.__dict__, "seeds_dir": args.seeds})
+        report = run_cycle(config, beam_args)
+    except (ConfigError, TaxonomyError) as exc:
+        print(f"newsbeam: config error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except LakeBusy as exc:
+        print(f"newsbeam: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    print(format_report(report))
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Run configuration: TOML in, typed `RunConfig` out, validated once.
+
+Keys: `seeds_dir`, `output_dir`, `taxonomy` (paths, relative to the config
+file), an optional `[http]` table, and `[[feeds]]` tables with `name` and
+`url`. Unknown keys are errors, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from connectors.http import FeedSource, HttpSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path(__file__).with_name("defaults.toml")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seeds_dir: Path
+    output_dir: Path
+    taxonomy: Path | None
+    feeds: tuple[FeedSource, ...]
+    http: HttpSettings
+
+
+_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds"}
+_HTTP_TYPES = {f.name: f.type for f in fields(HttpSettings)}
+
+
+def _path(data: dict[str, Any], key: str, base: Path, where: str) -> Path | None:
+    if key not in data:
+        return None
+    value = data[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: `{key}` must be a non-empty path string")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _http(table: Any, where: str) -> HttpSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: `http` must be a table")
+    defaults = HttpSettings()
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _HTTP_TYPES:
+            raise ConfigError(f"{where}: unknown key `http.{key}` (known: {', '.join(sorted(_HTTP_TYPES))})")
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"{where}: `http.{key}` must be {expected.__name__}, got {value!r}")
+        if isinstance(value, (int, float)) and value <= 0:
+            raise ConfigError(f"{where}: `http.{key}` must be positive, got {value!r}")
+        values[key] = value
+    return replace(defaults, **values)
+
+
+def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: `feeds` must be an array of tables ([[feeds]])")
+    feeds: list[FeedSource] = []
+    names: set[str] = set()
+    for n, item in enumerate(items):
+        at = f"{where}: feeds[{n}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{at}: must be a table with `name` and `url`")
+        unknown = set(item) - {"name", "url"}
+        if unknown:
+            raise ConfigError(f"{at}: unknown key `{sorted(unknown)[0]}` (known: name, url)")
+        name, url = item.get("name"), item.get("url")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{at}: `name` is required and must be a non-empty string")
+        if name in names:
+            raise ConfigError(f"{at}: duplicate feed name {name!r}")
+        names.add(name)
+        if (
+            not isinstance(url, str)
+            or urlsplit(url).scheme not in ("http", "https")
+            or not urlsplit(url).netloc
+        ):
+            raise ConfigError(f"{at} ({name}): `url` must be an absolute http(s) URL, got {url!r}")
+        feeds.append(FeedSource(name=name, url=url))
+    return tuple(feeds)
+
+
+def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key `{sorted(unknown)[0]}` (known: {', '.join(sorted(_TOP_KEYS))})"
+        )
+    return RunConfig(
+        seeds_dir=_path(data, "seeds_dir", base, where) or base / "seeds",
+        output_dir=_path(data, "output_dir", base, where) or base / "data",
+        taxonomy=_path(data, "taxonomy", base, where),
+        feeds=_feeds(data.get("feeds", []), where),
+        http=_http(data.get("http", {}), where),
+    )
+
+
+def load_config(path: Path | None) -> RunConfig:
+    """The config at `path`, or the built-in defaults (paths relative to the working dir)."""
+    source = path or DEFAULT_CONFIG
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    base = source.resolve().parent if path else Path.cwd()
+    return parse_config(data, base, str(source))

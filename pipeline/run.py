@@ -1,0 +1,179 @@
+"""One scheduled ingestion cycle: poll, land raw, run the graph, commit, save state.
+
+The order is what makes a crash harmless: fetched documents are landed before
+any processing, the manifest is written last by the graph, and feed
+validators and seed fingerprints are saved only after that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import apache_beam as beam
+import httpx
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from connectors.http import FetchOutcome, poll_feeds
+from connectors.seeds import read_seed_dir
+from connectors.state import load_feed_states, load_seed_state, save_feed_states, save_seed_state
+from pipeline.config import RunConfig
+from pipeline.graph import RunPlan, build_graph
+from pipeline.lake import Lake
+from pipeline.tagging import Tagger, load_taxonomy
+from schemas.ids import stable_id
+from schemas.records import RawFetch
+
+DEFAULT_RUNNER = "FnApiRunner"  # batch; never tries the Prism download that DirectRunner may
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_FAILED = 2
+EXIT_BUSY = 3
+
+
+@dataclass
+class SourceStatus:
+    source: str
+    kind: str
+    status: str  # ok | not_modified | unchanged | error | recovered
+    detail: str = ""
+
+
+@dataclass
+class RunReport:
+    output_dir: str
+    run_id: str | None
+    runner: str
+    seconds: float
+    sources: list[SourceStatus] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def failed_sources(self) -> list[SourceStatus]:
+        return [s for s in self.sources if s.status == "error"]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.failed_sources else EXIT_OK
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = DEFAULT_RUNNER
+    return options
+
+
+def _seed_statuses(seeds: list[RawFetch], known: dict[str, str]) -> tuple[list[RawFetch], list[SourceStatus]]:
+    to_land, statuses = [], []
+    for raw in seeds:
+        changed = known.get(raw.source) != raw.raw_id
+        if changed:
+            to_land.append(raw)
+        if raw.status != "ok":
+            detail = raw.error or "error"
+            statuses.append(
+                SourceStatus(raw.source, "seed", "error", detail if changed else f"unchanged: {detail}")
+            )
+        else:
+            statuses.append(SourceStatus(raw.source, "seed", "ok" if changed else "unchanged"))
+    return to_land, statuses
+
+
+def _feed_status(outcome: FetchOutcome) -> SourceStatus:
+    return SourceStatus(outcome.source.name, "feed", outcome.status, outcome.detail)
+
+
+def run_cycle(
+    config: RunConfig,
+    beam_args: list[str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> RunReport:
+    """Poll every source once and process everything landed but not yet committed."""
+    started = time.monotonic()
+    options = pipeline_options(beam_args or [])
+    runner = str(options.view_as(StandardOptions).runner)
+    tagger = Tagger(load_taxonomy(config.taxonomy))
+    lake = Lake(config.output_dir)
+    with lake.lock():
+        seed_state_path = lake.state_path("seeds.json")
+        feed_state_path = lake.state_path("feeds.json")
+        known_seeds = load_seed_state(seed_state_path)
+        seeds, statuses = _seed_statuses(read_seed_dir(config.seeds_dir), known_seeds)
+        feed_states = load_feed_states(feed_state_path)
+        outcomes = poll_feeds(list(config.feeds), feed_states, config.http, transport, clock)
+        statuses += [_feed_status(o) for o in outcomes]
+
+        landed = seeds + [o.raw for o in outcomes if o.raw is not None]
+        lake.land_raw(landed, clock())
+        pending = lake.pending_raw_batches()
+        report = RunReport(str(config.output_dir), None, runner, 0.0, statuses)
+        if pending:
+            run_id = stable_id("run", *sorted(pending))
+            plan = RunPlan(
+                output_dir=str(config.output_dir.resolve()),
+                run_id=run_id,
+                raw_batches={b: str(p.resolve()) for b, p in pending.items()},
+                tagger=tagger,
+            )
+            with beam.Pipeline(options=options) as p:
+                build_graph(p, plan)
+            manifest_path = lake.manifest_path(run_id)
+            if not manifest_path.exists():
+                raise RuntimeError(f"the pipeline finished without committing run {run_id}")
+            report.run_id = run_id
+            report.manifest = lake.manifests_by_id()[run_id]
+            _note_recovered(report, pending, {r.source for r in landed})
+
+        # Only now is every landed item durable: it is safe to remember validators.
+        save_feed_states(feed_state_path, {**feed_states, **{o.source.url: o.state for o in outcomes}})
+        save_seed_state(seed_state_path, {**known_seeds, **{r.source: r.raw_id for r in seeds}})
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _note_recovered(report: RunReport, pending: dict[str, Any], polled_now: set[str]) -> None:
+    """Sources that appear only through batches left by an earlier, interrupted run."""
+    assert report.manifest is not None
+    known = {s.source for s in report.sources}
+    for source in sorted(report.manifest["stats"]["by_source"]):
+        if source not in known and source not in polled_now:
+            report.sources.append(SourceStatus(source, "-", "recovered", "from an earlier landed batch"))
+
+
+_COLUMNS = "  {:<48} {:<5} {:<13} {:>5} {:>5} {:>5} {:>5}  {}"
+
+
+def format_report(report: RunReport) -> str:
+    """The run summary: each source and its status, item counts, topics, overall status."""
+    stats = (report.manifest or {}).get("stats", {})
+    by_source: dict[str, dict[str, int]] = stats.get("by_source", {})
+    run = report.run_id[:16] if report.run_id else "(nothing new to process)"
+    lines = [
+        f"newsbeam run {run} -> {report.output_dir}  [{report.runner}, {report.seconds:.1f}s]",
+        _COLUMNS.format("SOURCE", "KIND", "STATUS", "READ", "NEW", "DUP", "REJ", "DETAIL"),
+    ]
+    for s in report.sources:
+        counts = by_source.get(s.source, {})
+        new, dup, rej = (counts.get(t, 0) for t in ("articles", "duplicates", "rejects"))
+        lines.append(
+            _COLUMNS.format(s.source[:48], s.kind, s.status, new + dup + rej, new, dup, rej, s.detail[:100])
+        )
+    total = {t: sum(c.get(t, 0) for c in by_source.values()) for t in ("articles", "duplicates", "rejects")}
+    lines.append(
+        f"totals: read {sum(total.values())}, rejected {total['rejects']}, "
+        f"duplicates dropped {total['duplicates']}, articles written {total['articles']}"
+    )
+    topics = sorted((stats.get("topics") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    lines.append("topics: " + (", ".join(f"{k} {v}" for k, v in topics) or "none"))
+    failed = report.failed_sources
+    lines.append(
+        f"status: partial ({len(failed)} of {len(report.sources)} sources failed)" if failed else "status: ok"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,343 @@
+"""Entity and topic tagging driven by a taxonomy data file.
+
+Aliases are matched with one Aho-Corasick automaton over case- and
+accent-folded text (hyphens and apostrophes read as spaces, so "Kim Jong-un"
+and "Kim Jong Un" are one alias). Word boundaries are enforced for scripts
+that separate words with spaces; for Chinese, Japanese and Korean aliases
+they are not, since particles attach to names (러시아와, 북한은). An alias
+ending in `*` is a stem: any word characters may follow it (России, Россией).
+
+A topic rule names groups of selectors (an entity id or `country:XX`); it
+fires in a paragraph where every group has a match and, when the rule lists
+cue words, at least one cue occurs too.
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import ahocorasick
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from schemas.records import EntityMention, TopicMatch
+
+ENTITY_TYPES = {"person", "place", "organisation", "country", "event"}
+SCOPES = {"sentence", "paragraph", "document"}
+
+
+class TaxonomyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class EntityDef:
+    id: str
+    type: str
+    country: str | None
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TopicRule:
+    id: str
+    label: str
+    all_of: tuple[tuple[str, ...], ...]
+    cues: tuple[str, ...] = ()
+    scope: str = "paragraph"
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    version: str
+    entities: tuple[EntityDef, ...]
+    topics: tuple[TopicRule, ...]
+    source: str = field(default="", compare=False)
+
+
+def _need(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
+    if key not in table:
+        raise TaxonomyError(f"{where}: missing key `{key}`")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise TaxonomyError(f"{where}: `{key}` must be a {kind.__name__}")
+    return value
+
+
+def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy:
+    version = _need(data, "version", source, str)
+    entities: list[EntityDef] = []
+    seen: set[str] = set()
+    for n, table in enumerate(data.get("entities", [])):
+        where = f"{source}: entities[{n}]"
+        eid = _need(table, "id", where, str)
+        where = f"{source}: entity {eid!r}"
+        if eid in seen:
+            raise TaxonomyError(f"{where}: duplicate id")
+        seen.add(eid)
+        etype = _need(table, "type", where, str)
+        if etype not in ENTITY_TYPES:
+            raise TaxonomyError(f"{where}: type must be one of {sorted(ENTITY_TYPES)}")
+        aliases_by_lang = _need(table, "aliases", where, dict)
+        aliases = tuple(a for lang in sorted(aliases_by_lang) for a in aliases_by_lang[lang])
+        if not aliases or not all(isinstance(a, str) and a.strip() for a in aliases):
+            raise TaxonomyError(f"{where}: `aliases` needs non-empty strings")
+        entities.append(EntityDef(eid, etype, table.get("country"), aliases))
+    topics: list[TopicRule] = []
+    for n, table in enumerate(data.get("topics", [])):
+        tid = _need(table, "id", f"{source}: topics[{n}]", str)
+        where = f"{source}: topic {tid!r}"
+        groups = _need(table, "all_of", where, list)
+        for group in groups:
+            if not isinstance(group, list) or not group:
+                raise TaxonomyError(f"{where}: `all_of` must be a list of non-empty lists")
+            for selector in group:
+                if not selector.startswith("country:") and selector not in seen:
+                    raise TaxonomyError(f"{where}: unknown entity {selector!r} in `all_of`")
+        cues = table.get("cues", {})
+        cue_list = (
+            tuple(c for lang in sorted(cues) for c in cues[lang]) if isinstance(cues, dict) else tuple(cues)
+        )
+        scope = table.get("scope", "paragraph")
+        if scope not in SCOPES:
+            raise TaxonomyError(f"{where}: scope must be one of {sorted(SCOPES)}")
+        topics.append(
+            TopicRule(tid, table.get("label", tid), tuple(tuple(g) for g in groups), cue_list, scope)
+        )
+    return Taxonomy(version, tuple(entities), tuple(topics), source)
+
+
+DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
+
+
+def load_taxonomy(path: Path | None = None) -> Taxonomy:
+    path = path or DEFAULT_TAXONOMY
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TaxonomyError(f"{path}: {exc}") from exc
+    return parse_taxonomy(data, str(path))
+
+
+# --- folding ---------------------------------------------------------------
+
+_AS_SPACE = set("-‐‑‒–—'’‘`´·_") | {"\n", "\t"}
+
+
+@lru_cache(maxsize=65536)
+def _fold_char(c: str) -> str:
+    if c in _AS_SPACE:
+        return " "
+    decomposed = unicodedata.normalize("NFKD", c.casefold())
+    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return folded or " "
+
+
+def fold_with_offsets(text: str) -> tuple[str, list[int]]:
+    """Folded text and, for each folded character, the index of its source character."""
+    out: list[str] = []
+    offsets: list[int] = []
+    for i, c in enumerate(text):
+        f = c if c.isascii() and c.islower() else _fold_char(c)
+        out.append(f)
+        offsets.extend([i] * len(f))
+    return "".join(out), offsets
+
+
+def fold(text: str) -> str:
+    return fold_with_offsets(text)[0]
+
+
+def _is_unspaced_script(text: str) -> bool:
+    for c in text:
+        name = unicodedata.name(c, "")
+        if name.startswith(("CJK", "HANGUL", "HIRAGANA", "KATAKANA")):
+            return True
+    return False
+
+
+# --- matching --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    key: str  # entity id, or "cue:<topic>"
+    stem: bool
+    bounded: bool
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: str
+    start: int  # in the source text
+    end: int
+
+
+def _build_automaton(patterns: dict[str, list[_Pattern]]) -> Any:
+    automaton = ahocorasick.Automaton()
+    for folded, items in patterns.items():
+        automaton.add_word(folded, (len(folded), tuple(items)))
+    automaton.make_automaton()
+    return automaton
+
+
+class Tagger:
+    """Tags text with the entities and topics of one taxonomy (pure; picklable)."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.taxonomy = taxonomy
+        self.entities = {e.id: e for e in taxonomy.entities}
+        patterns: dict[str, list[_Pattern]] = defaultdict(list)
+        for entity in taxonomy.entities:
+            for alias in entity.aliases:
+                self._add(patterns, alias, entity.id)
+        for topic in taxonomy.topics:
+            for cue in topic.cues:
+                self._add(patterns, cue, f"cue:{topic.id}")
+        self._patterns = dict(patterns)
+        self._automaton: Any = None
+
+    @staticmethod
+    def _add(patterns: dict[str, list[_Pattern]], alias: str, key: str) -> None:
+        stem = alias.endswith("*")
+        folded = " ".join(fold(alias.rstrip("*")).split())
+        pattern = _Pattern(key, stem, not _is_unspaced_script(folded))
+        if folded and pattern not in patterns[folded]:
+            patterns[folded].append(pattern)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The automaton is rebuilt lazily on each worker rather than pickled.
+        return {"taxonomy": self.taxonomy}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["taxonomy"])  # type: ignore[misc]
+
+    def find(self, text: str) -> list[Hit]:
+        if self._automaton is None:
+            self._automaton = _build_automaton(self._patterns)
+        folded, offsets = fold_with_offsets(text)
+        hits: list[Hit] = []
+        n = len(folded)
+        for end, (length, items) in self._automaton.iter(folded):
+            start = end - length + 1
+            left_ok = start == 0 or not folded[start - 1].isalnum()
+            for p in items:
+                if p.bounded:
+                    if not left_ok:
+                        continue
+                    if not p.stem and end + 1 < n and folded[end + 1].isalnum():
+                        continue
+                stop = end + 1
+                if p.stem:
+                    while stop < n and folded[stop].isalnum():
+                        stop += 1
+                hits.append(Hit(p.key, offsets[start], offsets[stop - 1] + 1))
+        return _drop_overlaps(hits)
+
+    def tag(
+        self, title: str, text: str
+    ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
+        units = [title, *[p for p in text.split("\n") if p.strip()]]
+        title_len = len(title) + 1
+        counts: dict[str, int] = defaultdict(int)
+        first: dict[str, int | None] = {}
+        unit_hits: list[tuple[str, list[Hit]]] = []
+        position = -title_len  # offsets are into `text`; title hits have none
+        for unit in units:
+            hits = self.find(unit)
+            unit_hits.append((unit, hits))
+            for h in hits:
+                if h.key.startswith("cue:"):
+                    continue
+                counts[h.key] += 1
+                if h.key not in first or first[h.key] is None:
+                    first[h.key] = position + h.start if position >= 0 else None
+            position += len(unit) + 1
+        entities = tuple(
+            EntityMention(eid, self.entities[eid].type, counts[eid], first[eid])
+            for eid in sorted(counts, key=lambda e: (_sort_offset(first[e]), e))
+        )
+        countries = tuple(sorted({c for eid in counts if (c := self.entities[eid].country)}))
+        topics = tuple(
+            match for rule in self.taxonomy.topics if (match := self._topic(rule, unit_hits)) is not None
+        )
+        return entities, topics, countries
+
+    def _selector_hits(self, selector: str, hits: list[Hit]) -> list[Hit]:
+        if selector.startswith("country:"):
+            code = selector.split(":", 1)[1]
+            return [h for h in hits if h.key in self.entities and self.entities[h.key].country == code]
+        return [h for h in hits if h.key == selector]
+
+    def _topic(self, rule: TopicRule, unit_hits: list[tuple[str, list[Hit]]]) -> TopicMatch | None:
+        scopes = _scopes(rule.scope, unit_hits)
+        supporting: list[tuple[str, list[Hit]]] = []
+        for unit, hits in scopes:
+            per_group = [[h for s in group for h in self._selector_hits(s, hits)] for group in rule.all_of]
+            if not all(per_group):
+                continue
+            cue_hits = [h for h in hits if h.key == f"cue:{rule.id}"]
+            if rule.cues and not cue_hits:
+                continue
+            evidence_hits = [g[0] for g in per_group] + cue_hits[:1]
+            supporting.append((unit, evidence_hits))
+        if not supporting:
+            return None
+        # One supporting passage is evidence; more passages make it the story's subject.
+        score = round(min(1.0, 0.4 + 0.2 * len(supporting)), 3)
+        unit, evidence_hits = supporting[0]
+        evidence = tuple(dict.fromkeys(unit[h.start : h.end] for h in evidence_hits))
+        return TopicMatch(rule.id, score, evidence)
+
+
+def _sort_offset(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def _scopes(scope: str, unit_hits: list[tuple[str, list[Hit]]]) -> list[tuple[str, list[Hit]]]:
+    if scope == "document":
+        return [("\n".join(u for u, _ in unit_hits), [h for _, hs in unit_hits for h in hs])]
+    if scope == "paragraph":
+        return unit_hits
+    sentences: list[tuple[str, list[Hit]]] = []
+    for unit, hits in unit_hits:
+        start = 0
+        for i, c in enumerate(unit + "."):
+            if c in ".!?。！？" and (i + 1 >= len(unit) or unit[i + 1] in " \n"):
+                sentences.append(
+                    (unit[start : i + 1], [_shift(h, -start) for h in hits if start <= h.start < i + 1])
+                )
+                start = i + 1
+    return sentences
+
+
+def _shift(hit: Hit, delta: int) -> Hit:
+    return Hit(hit.key, hit.start + delta, hit.end + delta)
+
+
+def _drop_overlaps(hits: list[Hit]) -> list[Hit]:
+    """Longest match wins where aliases overlap ("Corée du Nord" over "Corée")."""
+    hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.key))
+    kept: list[Hit] = []
+    taken_until = -1
+    for h in hits:
+        if h.key.startswith("cue:"):
+            kept.append(h)
+            continue
+        if h.start >= taken_until:
+            kept.append(h)
+            taken_until = h.end
+        elif kept and (h.start, h.end) == next(
+            ((k.start, k.end) for k in reversed(kept) if not k.key.startswith("cue:")), (-1, -1)
+        ):
+            kept.append(h)  # the same span may name two entities; keep both
+    return kept

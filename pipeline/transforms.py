@@ -1,0 +1,290 @@
+"""Beam steps, each a small named PTransform over the pure functions of its stage.
+
+Every step that can reject emits its rejects on a tagged output `rejects`,
+counts them per reason, and the graph writes them to the `rejects` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from connectors.feeds import ParseResult, parse_feed_bytes
+from connectors.seeds import parse_seed
+from pipeline.clean import clean_entry, make_reject
+from pipeline.dedup import Existing, resolve_group
+from pipeline.lake import Lake, StagedFile, stage_partition
+from pipeline.tagging import Tagger
+from schemas.ids import sha256_hex, stable_id
+from schemas.records import Article, Entry, RawFetch, Reject
+
+REJECTS = "rejects"
+DUPLICATES = "duplicates"
+NAMESPACE = "newsbeam"
+
+
+def _count(name: str) -> None:
+    Metrics.counter(NAMESPACE, name).inc()
+
+
+# --- read ------------------------------------------------------------------
+
+_RAW_FIELDS = [f.name for f in dataclasses.fields(RawFetch)]
+
+
+def read_raw_batch(path: str) -> Iterator[RawFetch]:
+    table = pq.read_table(path, columns=_RAW_FIELDS)
+    for row in table.to_pylist():
+        yield RawFetch(**row)
+
+
+class ReadRawBatches(beam.PTransform):
+    """Landed raw batch files -> RawFetch records."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__()
+        self.paths = sorted(paths)
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "BatchPaths" >> beam.Create(self.paths)
+            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadBatch" >> beam.FlatMap(read_raw_batch)
+        )
+
+
+# --- parse -----------------------------------------------------------------
+
+
+def raw_reject(raw: RawFetch, stage: str, reason: str, detail: str, retryable: bool) -> Reject:
+    return Reject(
+        reject_id=stable_id("reject", raw.raw_id, stage, reason, detail),
+        stage=stage,
+        reason=reason,
+        error_type="FetchError" if stage == "fetch" else "ParseError",
+        retryable=retryable,
+        source=raw.source,
+        origin=raw.origin,
+        payload_hash=sha256_hex(raw.body or b""),
+        fetched_at=raw.fetched_at,
+        detail=detail,
+    )
+
+
+def parse_raw(raw: RawFetch) -> Iterator[Entry | TaggedOutput]:
+    """Entries of one raw document; failures and flagged problems go to rejects."""
+    if raw.status != "ok" or raw.body is None:
+        stage = "fetch" if raw.source_kind == "feed" else "read"
+        reason = (raw.error or "error").split(":", 1)[0].strip() or "error"
+        yield TaggedOutput(
+            REJECTS,
+            raw_reject(raw, stage, reason, raw.error or "", raw.error_kind == "retryable"),
+        )
+        return
+    try:
+        result: ParseResult = (
+            parse_seed(raw) if raw.source_kind == "seed" else parse_feed_bytes(raw, raw.body)
+        )
+    except Exception as exc:  # a parser bug must cost one document, not the run
+        result = ParseResult(problems=[])
+        yield TaggedOutput(
+            REJECTS,
+            raw_reject(raw, "parse", "parser_error", f"{type(exc).__name__}: {exc}"[:500], False),
+        )
+    for problem in result.problems:
+        detail = problem.detail if problem.position is None else f"item {problem.position}: {problem.detail}"
+        yield TaggedOutput(REJECTS, raw_reject(raw, "parse", problem.reason, detail, problem.retryable))
+    yield from result.entries
+
+
+class _ParseDoFn(beam.DoFn):
+    def process(self, raw: RawFetch) -> Iterator[Any]:
+        for out in parse_raw(raw):
+            if isinstance(out, TaggedOutput):
+                _count(f"rejected.{out.value.stage}.{out.value.reason}")
+            else:
+                _count("entries")
+            yield out
+
+
+class ParseEntries(beam.PTransform):
+    """RawFetch -> Entry (main) and Reject (`rejects`)."""
+
+    def expand(self, raws: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return raws | "Parse" >> beam.ParDo(_ParseDoFn()).with_outputs(REJECTS, main="entries")
+
+
+# --- clean -----------------------------------------------------------------
+
+
+class _CleanDoFn(beam.DoFn):
+    def process(self, entry: Entry) -> Iterator[Any]:
+        try:
+            result = clean_entry(entry)
+        except Exception as exc:  # one bad entry must not fail the run
+            result = make_reject(
+                entry, "clean", "cleaner_error", f"{type(exc).__name__}: {exc}"[:500], type(exc).__name__
+            )
+        if isinstance(result, Reject):
+            _count(f"rejected.clean.{result.reason}")
+            yield TaggedOutput(REJECTS, result)
+        else:
+            yield result
+
+
+class CleanArticles(beam.PTransform):
+    """Entry -> Article (untagged) and Reject (`rejects`)."""
+
+    def expand(self, entries: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return entries | "Clean" >> beam.ParDo(_CleanDoFn()).with_outputs(REJECTS, main="articles")
+
+
+# --- dedup -----------------------------------------------------------------
+
+
+def read_existing_keys(output_dir: str) -> Iterator[tuple[str, str, str]]:
+    """(article_id, content_hash) of every committed article, read from its files."""
+    for path in Lake(output_dir).committed_files("articles"):
+        table = pq.read_table(path, columns=["article_id", "content_hash"])
+        for article_id, content_hash in zip(
+            table.column("article_id").to_pylist(),
+            table.column("content_hash").to_pylist(),
+            strict=True,
+        ):
+            yield article_id, content_hash, article_id
+
+
+def _resolve(kv: tuple[str, Iterable[Article | Existing]], reason: str) -> Iterator[Any]:
+    survivor, duplicates = resolve_group(kv[1], reason)
+    for dup in duplicates:
+        _count(f"duplicates.{reason}")
+        yield TaggedOutput(DUPLICATES, dup)
+    if survivor is not None:
+        yield survivor
+
+
+class DeduplicateArticles(beam.PTransform):
+    """Drop exact copies: the same canonical URL, then the same normalised content,
+    within this run and against every committed article.
+
+    Outputs: surviving Articles (main) and Duplicate records (`duplicates`).
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        super().__init__()
+        self.output_dir = output_dir
+
+    def expand(self, articles: beam.PCollection) -> dict[str, beam.PCollection]:
+        existing = (
+            articles.pipeline
+            | "OutputDir" >> beam.Create([self.output_dir])
+            | "ReadExistingKeys" >> beam.FlatMap(read_existing_keys)
+        )
+        existing_by_id = existing | "ExistingById" >> beam.Map(lambda k: (k[0], Existing(k[2])))
+        existing_by_hash = existing | "ExistingByHash" >> beam.Map(lambda k: (k[1], Existing(k[2])))
+
+        by_url = (
+            (articles | "KeyById" >> beam.Map(lambda a: (a.article_id, a)), existing_by_id)
+            | "FlattenById" >> beam.Flatten()
+            | "GroupById" >> beam.GroupByKey()
+            | "ResolveById"
+            >> beam.FlatMap(_resolve, reason="same_url").with_outputs(DUPLICATES, main="articles")
+        )
+        by_content = (
+            (by_url.articles | "KeyByHash" >> beam.Map(lambda a: (a.content_hash, a)), existing_by_hash)
+            | "FlattenByHash" >> beam.Flatten()
+            | "GroupByHash" >> beam.GroupByKey()
+            | "ResolveByHash"
+            >> beam.FlatMap(_resolve, reason="same_content").with_outputs(DUPLICATES, main="articles")
+        )
+        duplicates = (by_url.duplicates, by_content.duplicates) | "AllDuplicates" >> beam.Flatten()
+        return {"articles": by_content.articles, DUPLICATES: duplicates}
+
+
+# --- tag -------------------------------------------------------------------
+
+
+class _TagDoFn(beam.DoFn):
+    def __init__(self, tagger: Tagger) -> None:
+        self.tagger = tagger
+
+    def process(self, article: Article) -> Iterator[Article]:
+        entities, topics, countries = self.tagger.tag(article.title, article.text)
+        for topic in topics:
+            _count(f"topic.{topic.id}")
+        yield dataclasses.replace(
+            article,
+            entities=entities,
+            topics=topics,
+            countries=countries,
+            taxonomy_version=self.tagger.taxonomy.version,
+        )
+
+
+class TagTopics(beam.PTransform):
+    """Article -> Article with entities, topics, countries and the taxonomy version."""
+
+    def __init__(self, tagger: Tagger) -> None:
+        super().__init__()
+        self.tagger = tagger
+
+    def expand(self, articles: beam.PCollection) -> beam.PCollection:
+        return articles | "Tag" >> beam.ParDo(_TagDoFn(self.tagger))
+
+
+# --- write and commit ------------------------------------------------------
+
+
+def _stage(kv: tuple[tuple[str, str], Iterable[Any]], output_dir: str, run_id: str) -> StagedFile:
+    (table, partition), records = kv
+    return stage_partition(output_dir, run_id, table, partition, list(records))
+
+
+class StageTable(beam.PTransform):
+    """Records of one table -> one staged Parquet file per partition."""
+
+    def __init__(self, table: str, output_dir: str, run_id: str) -> None:
+        super().__init__()
+        self.table, self.output_dir, self.run_id = table, output_dir, run_id
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        table = self.table
+        return (
+            records
+            | "KeyByPartition" >> beam.Map(lambda r: ((table, r.partition_date), r))
+            | "GroupByPartition" >> beam.GroupByKey()
+            | "WriteStaged" >> beam.Map(_stage, output_dir=self.output_dir, run_id=self.run_id)
+        )
+
+
+def _commit(staged: list[StagedFile], output_dir: str, run_id: str, raw_batches: list[str]) -> str:
+    Lake(output_dir).commit(run_id, raw_batches, staged)
+    return run_id
+
+
+class CommitRun(beam.PTransform):
+    """Every staged file of the run -> moved into the lake, manifest written last.
+
+    This is the graph's single sink: it depends on every output, which is also
+    what runners that compute only the final step (Beam's DaskRunner) need.
+    """
+
+    def __init__(self, output_dir: str, run_id: str, raw_batches: list[str]) -> None:
+        super().__init__()
+        self.output_dir, self.run_id, self.raw_batches = output_dir, run_id, sorted(raw_batches)
+
+    def expand(self, staged: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        return (
+            staged
+            | "AllStaged" >> beam.Flatten()
+            | "Gather" >> beam.combiners.ToList()
+            | "Commit"
+            >> beam.Map(_commit, output_dir=self.output_dir, run_id=self.run_id, raw_batches=self.raw_batches)
+        )

@@ -1,0 +1,178 @@
+"""Explicit Arrow schemas: the single source of truth for every Parquet write.
+
+Every table is versioned. Changes are additive only (new nullable columns,
+with a version bump); `tests/test_schemas.py` pins them against
+`schemas/schema.json`. Timestamps are microseconds UTC because Spark refuses
+nanosecond Parquet timestamps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from schemas.records import Article, Duplicate, RawFetch, Reject
+
+TS = pa.timestamp("us", tz="UTC")
+
+RAW_FETCH_SCHEMA = pa.schema(
+    [
+        pa.field("raw_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_kind", pa.string(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+        pa.field("fetched_at", TS, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("http_status", pa.int32()),
+        pa.field("content_type", pa.string()),
+        pa.field("etag", pa.string()),
+        pa.field("last_modified", pa.string()),
+        pa.field("body", pa.binary()),
+        pa.field("error_kind", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("meta_json", pa.string()),
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+    ]
+)
+
+ENTITY_TYPE = pa.struct(
+    [
+        pa.field("id", pa.string()),
+        pa.field("type", pa.string()),
+        pa.field("mentions", pa.int32()),
+        pa.field("first_offset", pa.int32()),
+    ]
+)
+
+TOPIC_TYPE = pa.struct(
+    [
+        pa.field("id", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("evidence", pa.list_(pa.string())),
+    ]
+)
+
+ARTICLE_SCHEMA = pa.schema(
+    [
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("canonical_url", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_kind", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("language", pa.string()),
+        pa.field("published_at", TS),
+        pa.field("fetched_at", TS, nullable=False),
+        pa.field("date_source", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("guid", pa.string()),
+        pa.field("raw_id", pa.string(), nullable=False),
+        pa.field("publisher", pa.string()),
+        pa.field("entities", pa.list_(ENTITY_TYPE)),
+        pa.field("topics", pa.list_(TOPIC_TYPE)),
+        pa.field("countries", pa.list_(pa.string())),
+        pa.field("taxonomy_version", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+    ]
+)
+
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("reject_id", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("retryable", pa.bool_(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+        pa.field("payload_hash", pa.string(), nullable=False),
+        pa.field("fetched_at", TS, nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+    ]
+)
+
+DUPLICATE_SCHEMA = pa.schema(
+    [
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("fetched_at", TS, nullable=False),
+        pa.field("duplicate_of", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("similarity", pa.float64(), nullable=False),
+        pa.field("content_hash", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A dataset folder under the output dir, its schema and partition column."""
+
+    name: str
+    schema: pa.Schema
+    version: int
+    partition_column: str
+    record_type: type
+    sort_key: str
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table("articles", ARTICLE_SCHEMA, 1, "published_date", Article, "article_id"),
+        Table("rejects", REJECT_SCHEMA, 1, "fetched_date", Reject, "reject_id"),
+        Table("duplicates", DUPLICATE_SCHEMA, 1, "fetched_date", Duplicate, "article_id"),
+        Table("raw", RAW_FETCH_SCHEMA, 1, "landed_date", RawFetch, "raw_id"),
+    )
+}
+
+SCHEMA_VERSIONS = {name: t.version for name, t in TABLES.items()}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def record_to_row(record: Any, table: Table, **extra: Any) -> dict[str, Any]:
+    """A record as a dict of exactly the table's columns.
+
+    `extra` fills columns the record does not carry (run_id, batch_id).
+    """
+    row = {f.name: _plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    row.update(extra)
+    row["schema_version"] = table.version
+    return {name: row.get(name) for name in table.schema.names}
+
+
+def records_to_table(records: list[Any], table: Table, **extra: Any) -> pa.Table:
+    rows = [record_to_row(r, table, **extra) for r in records]
+    return pa.Table.from_pylist(rows, schema=table.schema)
+
+
+def schemas_as_json() -> str:
+    """The pinned form of every schema (compared with schemas/schema.json)."""
+    out = {
+        name: {
+            "version": t.version,
+            "partition_column": t.partition_column,
+            "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in t.schema],
+        }
+        for name, t in sorted(TABLES.items())
+    }
+    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
