@@ -78,7 +78,9 @@ def parse_feed_bytes(raw: RawFetch, body: bytes) -> ParseResult:
                 publisher=parsed.feed.get("title") or None,
             )
         )
-    if parsed.get("bozo"):
+    # A feed served as text/html or text/plain is common and harmless once it parsed.
+    wrong_type_only = isinstance(parsed.get("bozo_exception"), feedparser.NonXMLContentType)
+    if parsed.get("bozo") and not (wrong_type_only and result.entries):
         reason = "malformed_feed" if not result.entries else "malformed_feed_partial"
         detail = f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}"
         if result.entries:

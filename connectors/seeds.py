@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser
@@ -35,6 +35,17 @@ JSON_FORMATS = {".json", ".jsonl"}
 FEED_FORMATS = {".xml", ".rss", ".atom"}
 SEED_FORMATS = TEXT_FORMATS | HTML_FORMATS | JSON_FORMATS | FEED_FORMATS
 SIDECAR_SUFFIX = ".meta.json"
+MEDIA_TYPES = {
+    ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".json": "application/json",
+    ".jsonl": "application/jsonl",
+    ".xml": "application/xml",
+    ".rss": "application/rss+xml",
+    ".atom": "application/atom+xml",
+}
 META_KEYS = ("url", "published", "source", "language", "title")
 
 
@@ -82,7 +93,7 @@ def read_seed(path: Path, seeds_dir: Path) -> RawFetch:
         origin=rel,
         fetched_at=fetched_at,
         status="ok",
-        content_type=path.suffix.lower(),
+        content_type=MEDIA_TYPES[path.suffix.lower()],
         body=body,
         meta_json=meta,
     )
@@ -203,7 +214,7 @@ def _parse_json_records(raw: RawFetch, text: str, meta: dict[str, Any], lines: b
 def parse_seed(raw: RawFetch) -> ParseResult:
     """Entries of one seed document (pure: no file access)."""
     body = raw.body or b""
-    suffix = (raw.content_type or "").lower()
+    suffix = PurePosixPath(raw.origin).suffix.lower()
     meta: dict[str, Any] = {}
     if raw.meta_json:
         try:

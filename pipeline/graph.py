@@ -32,10 +32,10 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
     """Apply the run to `p` (a Pipeline or TestPipeline); returns the commit's output."""
     raws = p | "ReadRawBatches" >> ReadRawBatches(list(plan.raw_batches.values()))
     parsed = raws | "ParseEntries" >> ParseEntries()
-    cleaned = parsed.entries | "CleanArticles" >> CleanArticles()
-    deduped = cleaned.articles | "DeduplicateArticles" >> DeduplicateArticles(plan.output_dir)
+    cleaned = parsed["entries"] | "CleanArticles" >> CleanArticles()
+    deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(plan.output_dir)
     tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger)
-    rejects = (parsed.rejects, cleaned.rejects) | "AllRejects" >> beam.Flatten()
+    rejects = (parsed["rejects"], cleaned["rejects"]) | "AllRejects" >> beam.Flatten()
 
     def stage(name: str, records: beam.PCollection) -> beam.PCollection:
         return records | f"Stage{name.title()}" >> StageTable(name, plan.output_dir, plan.run_id)

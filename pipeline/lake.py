@@ -162,7 +162,8 @@ class Lake:
         if not records:
             return None
         records = sorted(records, key=lambda r: r.raw_id)
-        batch_id = stable_id("batch", *(r.raw_id for r in records), landed_at.isoformat())
+        # From content and fetch times only: landing the same fetches again is the same batch.
+        batch_id = stable_id("batch", *(f"{r.raw_id}@{r.fetched_at.isoformat()}" for r in records))
         arrow = records_to_table(records, TABLES["raw"], batch_id=batch_id)
         path = self.root / "raw" / f"landed_date={landed_at:%Y-%m-%d}" / f"batch-{batch_id}.parquet"
         tmp_dir = self.root / STAGING / "raw"

@@ -1,7 +1,10 @@
 """Beam steps, each a small named PTransform over the pure functions of its stage.
 
-Every step that can reject emits its rejects on a tagged output `rejects`,
-counts them per reason, and the graph writes them to the `rejects` table.
+A step that can reject returns a dict of PCollections (e.g. `articles` and
+`rejects`), counts rejects per reason, and the graph writes them to the
+`rejects` table. The outputs are split by record type with `Filter`s rather
+than with a multi-output ParDo: Beam's DaskRunner (2.77) merges the tagged
+outputs of a ParDo into one collection, so every consumer would see them all.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from typing import Any
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import TaggedOutput
 
 from connectors.feeds import ParseResult, parse_feed_bytes
 from connectors.seeds import parse_seed
@@ -22,15 +24,21 @@ from pipeline.dedup import Existing, resolve_group
 from pipeline.lake import Lake, StagedFile, stage_partition
 from pipeline.tagging import Tagger
 from schemas.ids import sha256_hex, stable_id
-from schemas.records import Article, Entry, RawFetch, Reject
+from schemas.records import Article, Duplicate, Entry, RawFetch, Reject
 
-REJECTS = "rejects"
-DUPLICATES = "duplicates"
 NAMESPACE = "newsbeam"
 
 
 def _count(name: str) -> None:
     Metrics.counter(NAMESPACE, name).inc()
+
+
+def split_by_type(records: beam.PCollection, step: str, **types: type) -> dict[str, beam.PCollection]:
+    """One PCollection per record type: split_by_type(x, "Clean", articles=Article, rejects=Reject)."""
+    return {
+        name: records | f"{step}{name.title()}" >> beam.Filter(lambda r, t=kind: isinstance(r, t))
+        for name, kind in types.items()
+    }
 
 
 # --- read ------------------------------------------------------------------
@@ -78,15 +86,12 @@ def raw_reject(raw: RawFetch, stage: str, reason: str, detail: str, retryable: b
     )
 
 
-def parse_raw(raw: RawFetch) -> Iterator[Entry | TaggedOutput]:
-    """Entries of one raw document; failures and flagged problems go to rejects."""
+def parse_raw(raw: RawFetch) -> Iterator[Entry | Reject]:
+    """Entries of one raw document, and a Reject for each failure or flagged problem."""
     if raw.status != "ok" or raw.body is None:
         stage = "fetch" if raw.source_kind == "feed" else "read"
         reason = (raw.error or "error").split(":", 1)[0].strip() or "error"
-        yield TaggedOutput(
-            REJECTS,
-            raw_reject(raw, stage, reason, raw.error or "", raw.error_kind == "retryable"),
-        )
+        yield raw_reject(raw, stage, reason, raw.error or "", raw.error_kind == "retryable")
         return
     try:
         result: ParseResult = (
@@ -94,31 +99,29 @@ def parse_raw(raw: RawFetch) -> Iterator[Entry | TaggedOutput]:
         )
     except Exception as exc:  # a parser bug must cost one document, not the run
         result = ParseResult(problems=[])
-        yield TaggedOutput(
-            REJECTS,
-            raw_reject(raw, "parse", "parser_error", f"{type(exc).__name__}: {exc}"[:500], False),
-        )
+        yield raw_reject(raw, "parse", "parser_error", f"{type(exc).__name__}: {exc}"[:500], False)
     for problem in result.problems:
         detail = problem.detail if problem.position is None else f"item {problem.position}: {problem.detail}"
-        yield TaggedOutput(REJECTS, raw_reject(raw, "parse", problem.reason, detail, problem.retryable))
+        yield raw_reject(raw, "parse", problem.reason, detail, problem.retryable)
     yield from result.entries
 
 
 class _ParseDoFn(beam.DoFn):
     def process(self, raw: RawFetch) -> Iterator[Any]:
         for out in parse_raw(raw):
-            if isinstance(out, TaggedOutput):
-                _count(f"rejected.{out.value.stage}.{out.value.reason}")
+            if isinstance(out, Reject):
+                _count(f"rejected.{out.stage}.{out.reason}")
             else:
                 _count("entries")
             yield out
 
 
 class ParseEntries(beam.PTransform):
-    """RawFetch -> Entry (main) and Reject (`rejects`)."""
+    """RawFetch -> {"entries": Entry, "rejects": Reject}."""
 
-    def expand(self, raws: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return raws | "Parse" >> beam.ParDo(_ParseDoFn()).with_outputs(REJECTS, main="entries")
+    def expand(self, raws: beam.PCollection) -> dict[str, beam.PCollection]:
+        parsed = raws | "Parse" >> beam.ParDo(_ParseDoFn())
+        return split_by_type(parsed, "Parsed", entries=Entry, rejects=Reject)
 
 
 # --- clean -----------------------------------------------------------------
@@ -132,18 +135,16 @@ class _CleanDoFn(beam.DoFn):
             result = make_reject(
                 entry, "clean", "cleaner_error", f"{type(exc).__name__}: {exc}"[:500], type(exc).__name__
             )
-        if isinstance(result, Reject):
-            _count(f"rejected.clean.{result.reason}")
-            yield TaggedOutput(REJECTS, result)
-        else:
-            yield result
+        _count(f"rejected.clean.{result.reason}" if isinstance(result, Reject) else "articles")
+        yield result
 
 
 class CleanArticles(beam.PTransform):
-    """Entry -> Article (untagged) and Reject (`rejects`)."""
+    """Entry -> {"articles": Article (untagged), "rejects": Reject}."""
 
-    def expand(self, entries: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return entries | "Clean" >> beam.ParDo(_CleanDoFn()).with_outputs(REJECTS, main="articles")
+    def expand(self, entries: beam.PCollection) -> dict[str, beam.PCollection]:
+        cleaned = entries | "Clean" >> beam.ParDo(_CleanDoFn())
+        return split_by_type(cleaned, "Cleaned", articles=Article, rejects=Reject)
 
 
 # --- dedup -----------------------------------------------------------------
@@ -161,11 +162,11 @@ def read_existing_keys(output_dir: str) -> Iterator[tuple[str, str, str]]:
             yield article_id, content_hash, article_id
 
 
-def _resolve(kv: tuple[str, Iterable[Article | Existing]], reason: str) -> Iterator[Any]:
+def _resolve(kv: tuple[str, Iterable[Article | Existing]], reason: str) -> Iterator[Article | Duplicate]:
     survivor, duplicates = resolve_group(kv[1], reason)
     for dup in duplicates:
         _count(f"duplicates.{reason}")
-        yield TaggedOutput(DUPLICATES, dup)
+        yield dup
     if survivor is not None:
         yield survivor
 
@@ -174,7 +175,7 @@ class DeduplicateArticles(beam.PTransform):
     """Drop exact copies: the same canonical URL, then the same normalised content,
     within this run and against every committed article.
 
-    Outputs: surviving Articles (main) and Duplicate records (`duplicates`).
+    Returns {"articles": surviving Article, "duplicates": Duplicate}.
     """
 
     def __init__(self, output_dir: str) -> None:
@@ -190,22 +191,22 @@ class DeduplicateArticles(beam.PTransform):
         existing_by_id = existing | "ExistingById" >> beam.Map(lambda k: (k[0], Existing(k[2])))
         existing_by_hash = existing | "ExistingByHash" >> beam.Map(lambda k: (k[1], Existing(k[2])))
 
-        by_url = (
+        resolved_by_url = (
             (articles | "KeyById" >> beam.Map(lambda a: (a.article_id, a)), existing_by_id)
             | "FlattenById" >> beam.Flatten()
             | "GroupById" >> beam.GroupByKey()
-            | "ResolveById"
-            >> beam.FlatMap(_resolve, reason="same_url").with_outputs(DUPLICATES, main="articles")
+            | "ResolveById" >> beam.FlatMap(_resolve, reason="same_url")
         )
-        by_content = (
-            (by_url.articles | "KeyByHash" >> beam.Map(lambda a: (a.content_hash, a)), existing_by_hash)
+        by_url = split_by_type(resolved_by_url, "ById", articles=Article, duplicates=Duplicate)
+        resolved_by_content = (
+            (by_url["articles"] | "KeyByHash" >> beam.Map(lambda a: (a.content_hash, a)), existing_by_hash)
             | "FlattenByHash" >> beam.Flatten()
             | "GroupByHash" >> beam.GroupByKey()
-            | "ResolveByHash"
-            >> beam.FlatMap(_resolve, reason="same_content").with_outputs(DUPLICATES, main="articles")
+            | "ResolveByHash" >> beam.FlatMap(_resolve, reason="same_content")
         )
-        duplicates = (by_url.duplicates, by_content.duplicates) | "AllDuplicates" >> beam.Flatten()
-        return {"articles": by_content.articles, DUPLICATES: duplicates}
+        by_content = split_by_type(resolved_by_content, "ByHash", articles=Article, duplicates=Duplicate)
+        duplicates = (by_url["duplicates"], by_content["duplicates"]) | "AllDuplicates" >> beam.Flatten()
+        return {"articles": by_content["articles"], "duplicates": duplicates}
 
 
 # --- tag -------------------------------------------------------------------

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.http import FeedSource, HttpSettings
+from pipeline.config import RunConfig
+from tests.feedserver import FeedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SEED = ROOT / "seeds" / "fr-kim-jong-un-receives-shoigu-pyongyang.txt"
+# Fixed mtime: seeds take their fetched_at from it, so runs in different dirs compare equal.
+SEED_MTIME = 1_690_000_000
+
+FAST_HTTP = HttpSettings(connect_timeout=2.0, read_timeout=1.0, total_deadline=3.0, concurrency=4)
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def seeds_dir(tmp_path: Path) -> Path:
+    """A seeds dir holding the project's seed article."""
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    copy = folder / SEED.name
+    shutil.copyfile(SEED, copy)
+    os.utime(copy, (SEED_MTIME, SEED_MTIME))
+    return folder
+
+
+def make_config(
+    tmp_path: Path, seeds: Path, feeds: list[FeedSource] | None = None, out: str = "data"
+) -> RunConfig:
+    return RunConfig(
+        seeds_dir=seeds,
+        output_dir=tmp_path / out,
+        taxonomy=None,
+        feeds=tuple(feeds or ()),
+        http=FAST_HTTP,
+    )
+
+
+def feed_fixture(name: str) -> bytes:
+    return (FIXTURES / "feeds" / name).read_bytes()
