@@ -122,8 +122,7 @@ def run_cycle(
                 raw_batches={b: str(p.resolve()) for b, p in pending.items()},
                 tagger=tagger,
             )
-            with beam.Pipeline(options=options) as p:
-                build_graph(p, plan)
+            _run_graph(plan, options)
             manifest_path = lake.manifest_path(run_id)
             if not manifest_path.exists():
                 raise RuntimeError(f"the pipeline finished without committing run {run_id}")
@@ -136,6 +135,19 @@ def run_cycle(
         save_seed_state(seed_state_path, {**known_seeds, **{r.source: r.raw_id for r in seeds}})
     report.seconds = time.monotonic() - started
     return report
+
+
+def _run_graph(plan: RunPlan, options: PipelineOptions) -> None:
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, plan)
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        # The DaskRunner's result holds a dask.distributed client; release it with the run.
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
 
 
 def _note_recovered(report: RunReport, pending: dict[str, Any], polled_now: set[str]) -> None:

@@ -1,0 +1,111 @@
+"""Tagging quality on hand-checked sentences in the languages the taxonomy covers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.tagging import Tagger, TaxonomyError, load_taxonomy, parse_taxonomy
+
+
+@pytest.fixture(scope="module")
+def tagger() -> Tagger:
+    return Tagger(load_taxonomy())
+
+
+def ids(tagger: Tagger, text: str) -> set[str]:
+    return {e.id for e in tagger.tag("", text)[0]}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Sergueï Choïgou est arrivé.", {"sergei-shoigu"}),
+        ("Serguei Choigou est arrivé.", {"sergei-shoigu"}),
+        ("Sergej Schoigu traf ein.", {"sergei-shoigu"}),
+        ("Szojgu przyjechał.", {"sergei-shoigu"}),
+        ("쇼이구 장관이 도착했다.", {"sergei-shoigu"}),
+        ("Kim Jong Un spoke.", {"kim-jong-un"}),
+        ("Kim Jong-oun a parlé.", {"kim-jong-un"}),
+        ("Ким Чен Ыном", {"kim-jong-un"}),
+        ("金正恩出席", {"kim-jong-un"}),
+        ("Pjöngjang", {"pyongyang"}),
+        ("в Пхеньяне", {"pyongyang"}),
+        ("평양에서", {"pyongyang"}),
+        ("России и Россией", {"russia"}),
+        ("Путиным", {"vladimir-putin"}),
+        ("Rosji i Korei Północnej", {"russia", "north-korea"}),
+        ("러시아와 북한은", {"russia", "north-korea"}),
+        ("Vladimir Poutine", {"vladimir-putin"}),
+    ],
+)
+def test_aliases_across_languages_and_inflections(tagger: Tagger, text: str, expected: set[str]) -> None:
+    assert ids(tagger, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A Kimono shop in Kyoto.",  # "Kim" is no alias; no partial word matches
+        "Putinism is a term.",  # a non-stem English alias needs a word boundary
+        "Prussian history.",  # "Russian" inside another word
+        "Nga cafe menu.",  # the Vietnamese short form for Russia is not an alias
+    ],
+)
+def test_no_matches_inside_other_words(tagger: Tagger, text: str) -> None:
+    assert ids(tagger, text) == set()
+
+
+def test_offsets_point_into_text(tagger: Tagger) -> None:
+    text = "Today, Kim Jong-un met Sergei Shoigu."
+    entities, _, _ = tagger.tag("Title without names", text)
+    by_id = {e.id: e for e in entities}
+    offset = by_id["sergei-shoigu"].first_offset
+    assert offset is not None and text[offset:].startswith("Sergei Shoigu")
+    title_only, _, _ = tagger.tag("Kim Jong-un", "No names here.")
+    assert title_only[0].first_offset is None
+
+
+def test_nk_russia_needs_both_sides_linked_in_one_paragraph(tagger: Tagger) -> None:
+    roundup = (
+        "North Korea held a party congress this week.\n"
+        "In other news, Russia reported strong grain exports and talks with Brazil."
+    )
+    assert "nk-russia" not in {t.id for t in tagger.tag("World roundup", roundup)[1]}
+    linked = "Russia and North Korea held talks on arms supplies in Pyongyang."
+    topics = {t.id: t for t in tagger.tag("", linked)[1]}
+    assert "nk-russia" in topics
+    assert {"Russia", "North Korea", "talks"} <= set(topics["nk-russia"].evidence)
+
+
+def test_score_grows_with_supporting_paragraphs(tagger: Tagger) -> None:
+    para = "Russia and North Korea held talks in Pyongyang."
+    one = {t.id: t.score for t in tagger.tag("", para)[1]}["nk-russia"]
+    three = {t.id: t.score for t in tagger.tag("", "\n".join([para] * 3))[1]}["nk-russia"]
+    assert 0 < one < three <= 1
+
+
+def test_taxonomy_errors_name_the_problem() -> None:
+    with pytest.raises(TaxonomyError, match="missing key `version`"):
+        parse_taxonomy({})
+    with pytest.raises(TaxonomyError, match="unknown entity 'nobody'"):
+        parse_taxonomy({"version": "1", "topics": [{"id": "t", "all_of": [["nobody"]]}]})
+    with pytest.raises(TaxonomyError, match="type must be one of"):
+        parse_taxonomy(
+            {"version": "1", "entities": [{"id": "x", "type": "planet", "aliases": {"en": ["X"]}}]}
+        )
+
+
+def test_default_taxonomy_is_consistent() -> None:
+    taxonomy = load_taxonomy()
+    assert taxonomy.version
+    assert len(taxonomy.entities) >= 30
+    topic_ids = {t.id for t in taxonomy.topics}
+    assert {"nk-russia", "russia-ukraine-war", "nk-missiles-nuclear", "sanctions"} <= topic_ids
+
+
+def test_tagger_survives_pickling(tagger: Tagger) -> None:
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(tagger))
+    text = "Putin met Kim Jong Un."
+    assert clone.tag("", text) == tagger.tag("", text)

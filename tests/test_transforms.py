@@ -1,0 +1,179 @@
+"""Each Beam step on its own: TestPipeline + assert_that, dead-letter outputs included."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.clean import clean_entry
+from pipeline.lake import Lake, stage_partition
+from pipeline.tagging import Tagger, load_taxonomy
+from pipeline.transforms import CleanArticles, DeduplicateArticles, ParseEntries, TagTopics
+from schemas.records import Article, Entry, RawFetch
+
+T0 = datetime(2024, 6, 19, 12, 0, tzinfo=timezone.utc)
+
+
+def pipeline() -> TestPipeline:
+    return TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+
+
+def raw(name: str, body: bytes | None, **kw: object) -> RawFetch:
+    fields = dict(
+        raw_id=f"raw-{name}",
+        source=f"seeds/{name}",
+        source_kind="seed",
+        origin=name,
+        fetched_at=T0,
+        status="ok" if body is not None else "error",
+        body=body,
+    )
+    fields.update(kw)
+    return RawFetch(**fields)  # type: ignore[arg-type]
+
+
+def entry(title: str, text: str, url: str | None = None, **kw: object) -> Entry:
+    fields = dict(
+        raw_id="raw-1", source="wire", source_kind="feed", origin="http://127.0.0.1/feed",
+        fetched_at=T0, position=0, title=title, url=url, text=text,
+    )  # fmt: skip
+    fields.update(kw)
+    return Entry(**fields)  # type: ignore[arg-type]
+
+
+def article(title: str, text: str, url: str | None = None, **kw: object) -> Article:
+    result = clean_entry(entry(title, text, url, **kw))
+    assert isinstance(result, Article)
+    return result
+
+
+def test_parse_entries_routes_entries_and_dead_letters() -> None:
+    raws = [
+        raw("a.txt", b"Title A\nBody of A."),
+        raw("b.jsonl", b'{"title": "B", "text": "Body B"}\nnot json\n'),
+        raw("gone.txt", None, error="unreadable: FileNotFoundError: gone", error_kind="permanent"),
+        raw(
+            "feed",
+            None,
+            source_kind="feed",
+            source="wire",
+            error="timeout: ReadTimeout",
+            error_kind="retryable",
+        ),
+    ]
+    with pipeline() as p:
+        out = p | beam.Create(raws) | ParseEntries()
+        assert_that(
+            out["entries"] | "Titles" >> beam.Map(lambda e: (e.source, e.title)),
+            equal_to([("seeds/a.txt", "Title A"), ("seeds/b.jsonl", "B")]),
+            label="entries",
+        )
+        assert_that(
+            out["rejects"] | "Reasons" >> beam.Map(lambda r: (r.source, r.stage, r.reason, r.retryable)),
+            equal_to(
+                [
+                    ("seeds/b.jsonl", "parse", "bad_json", False),
+                    ("seeds/gone.txt", "read", "unreadable", False),
+                    ("wire", "fetch", "timeout", True),
+                ]
+            ),
+            label="rejects",
+        )
+
+
+def test_clean_articles_cleans_and_rejects_empty_entries() -> None:
+    entries = [
+        entry("<b>Putin</b> in Pyongyang", "<p>One.</p><script>x()</script><p>> Read more: elsewhere</p>"),
+        entry("", "   ", url="https://example.com/empty"),
+    ]
+    with pipeline() as p:
+        out = p | beam.Create(entries) | CleanArticles()
+        assert_that(
+            out["articles"] | beam.Map(lambda a: (a.title, a.text)),
+            equal_to([("Putin in Pyongyang", "One.")]),
+            label="articles",
+        )
+        assert_that(
+            out["rejects"] | beam.Map(lambda r: (r.stage, r.reason)),
+            equal_to([("clean", "empty_article")]),
+            label="rejects",
+        )
+
+
+def _committed_lake(tmp_path: Path, articles: list[Article]) -> str:
+    out = tmp_path / "lake"
+    staged = stage_partition(str(out), "r" * 32, "articles", "2024-06-19", articles)
+    Lake(out).commit("r" * 32, [], [staged])
+    return str(out)
+
+
+def test_deduplicate_within_run_and_against_the_lake(tmp_path: Path) -> None:
+    old = article("Old story", "Already in the lake.", "https://example.com/old")
+    out = _committed_lake(tmp_path, [old])
+    first = article("Treaty", "Signed today.", "https://example.com/t", fetched_at=T0)
+    later_copy = article("Treaty", "Signed today.", "http://www.example.com/t?utm_source=x", source="b")
+    mirror = article("Treaty", "Signed  today.", "https://mirror.example.net/t", source="c")
+    again = article("Old story", "Already in the lake, edited.", "https://example.com/old", source="d")
+    fresh = article("Fresh", "Nothing like it.", None)
+    inputs = [first, later_copy, mirror, again, fresh]
+    random.Random(7).shuffle(inputs)
+    with pipeline() as p:
+        out_pcolls = p | beam.Create(inputs) | DeduplicateArticles(out)
+        assert_that(
+            out_pcolls["articles"] | beam.Map(lambda a: a.title),
+            equal_to(["Treaty", "Fresh"]),
+            label="survivors",
+        )
+        assert_that(
+            out_pcolls["duplicates"] | beam.Map(lambda d: (d.source, d.reason, d.duplicate_of)),
+            equal_to(
+                [
+                    ("b", "same_url", first.article_id),
+                    ("c", "same_content", first.article_id),
+                    ("d", "same_url", old.article_id),
+                ]
+            ),
+            label="duplicates",
+        )
+
+
+@pytest.fixture(scope="module")
+def tagger() -> Tagger:
+    return Tagger(load_taxonomy())
+
+
+def test_tag_topics_adds_entities_topics_and_version(tagger: Tagger) -> None:
+    a = article(
+        "Шойгу прибыл в Пхеньян",
+        "Министр обороны России Сергей Шойгу провёл переговоры с Ким Чен Ыном в Пхеньяне.",
+    )
+    with pipeline() as p:
+        tagged = p | beam.Create([a]) | TagTopics(tagger)
+        assert_that(
+            tagged
+            | beam.Map(
+                lambda t: (
+                    sorted(e.id for e in t.entities),
+                    [x.id for x in t.topics if x.id == "nk-russia"],
+                    t.countries,
+                    t.taxonomy_version,
+                )
+            ),
+            equal_to(
+                [
+                    (
+                        ["kim-jong-un", "pyongyang", "russia", "sergei-shoigu"],
+                        ["nk-russia"],
+                        ("KP", "RU"),
+                        tagger.taxonomy.version,
+                    )
+                ]
+            ),
+        )
