@@ -65,16 +65,24 @@ _BOILERPLATE_PREFIXES = (
 )  # fmt: skip
 
 
+# Combining marks of the Basic Multilingual Plane, deleted by str.translate in one C call.
+_NO_MARKS = {cp: None for cp in range(0x10000) if unicodedata.combining(chr(cp))}
+
+
 def _fold(text: str) -> str:
+    """Case- and accent-folded text (Choïgou -> choigou)."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return decomposed if decomposed.isascii() else decomposed.translate(_NO_MARKS)
 
 
 _BOILERPLATE_FOLDED = tuple(_fold(p) for p in _BOILERPLATE_PREFIXES)
 
 
+_LONGEST_PREFIX = max(map(len, _BOILERPLATE_PREFIXES))
+
+
 def is_boilerplate_line(line: str) -> bool:
-    folded = _fold(line.lstrip("> \t»›-–—•*").strip())
+    folded = _fold(line.lstrip("> \t»›-–—•*")[: _LONGEST_PREFIX + 2])
     return folded.startswith(_BOILERPLATE_FOLDED)
 
 
@@ -172,7 +180,8 @@ def plausible_date(published: datetime | None, fetched_at: datetime) -> datetime
 
 
 def detect_language(title: str, text: str, hint: str | None) -> str | None:
-    sample = f"{title}\n{text[:2000]}".strip()
+    # The first few hundred characters decide as well as the whole text, at a fraction of the cost.
+    sample = f"{title}\n{text[:600]}".strip()
     if len(sample) >= 20:
         lang, _ = py3langid.classify(sample)
         return str(lang)

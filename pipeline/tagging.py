@@ -14,6 +14,7 @@ cue words, at least one cue occurs too.
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from collections import defaultdict
@@ -137,20 +138,25 @@ _AS_SPACE = set("-‐‑‒–—'’‘`´·_") | {"\n", "\t"}
 def _fold_char(c: str) -> str:
     if c in _AS_SPACE:
         return " "
+    if c.isascii():
+        return c.lower()
     decomposed = unicodedata.normalize("NFKD", c.casefold())
-    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return folded or " "
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    # Recompose what decomposition split without accents (Hangul syllables into jamo).
+    return unicodedata.normalize("NFC", stripped) or " "
 
 
-def fold_with_offsets(text: str) -> tuple[str, list[int]]:
-    """Folded text and, for each folded character, the index of its source character."""
-    out: list[str] = []
+def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
+    """Folded text and, for each folded character, the index of its source character
+    (None when folding kept every character's length, the common case)."""
+    parts = list(map(_fold_char, text))
+    folded = "".join(parts)
+    if len(folded) == len(text):
+        return folded, None
     offsets: list[int] = []
-    for i, c in enumerate(text):
-        f = c if c.isascii() and c.islower() else _fold_char(c)
-        out.append(f)
-        offsets.extend([i] * len(f))
-    return "".join(out), offsets
+    for i, part in enumerate(parts):
+        offsets.extend([i] * len(part))
+    return folded, offsets
 
 
 def fold(text: str) -> str:
@@ -240,7 +246,10 @@ class Tagger:
                 if p.stem:
                     while stop < n and folded[stop].isalnum():
                         stop += 1
-                hits.append(Hit(p.key, offsets[start], offsets[stop - 1] + 1))
+                if offsets is None:
+                    hits.append(Hit(p.key, start, stop))
+                else:
+                    hits.append(Hit(p.key, offsets[start], offsets[stop - 1] + 1))
         return _drop_overlaps(hits)
 
     def tag(
@@ -264,32 +273,46 @@ class Tagger:
             position += len(unit) + 1
         entities = tuple(
             EntityMention(eid, self.entities[eid].type, counts[eid], first[eid])
-            for eid in sorted(counts, key=lambda e: (_sort_offset(first[e]), e))
+            for eid in sorted(counts, key=lambda e: (_position(first[e]), e))
         )
         countries = tuple(sorted({c for eid in counts if (c := self.entities[eid].country)}))
+        passages = {
+            scope: [(unit, self._index(hits)) for unit, hits in _scopes(scope, unit_hits)]
+            for scope in {rule.scope for rule in self.taxonomy.topics}
+        }
         topics = tuple(
-            match for rule in self.taxonomy.topics if (match := self._topic(rule, unit_hits)) is not None
+            match
+            for rule in self.taxonomy.topics
+            if (match := self._topic(rule, passages[rule.scope])) is not None
         )
         return entities, topics, countries
 
-    def _selector_hits(self, selector: str, hits: list[Hit]) -> list[Hit]:
-        if selector.startswith("country:"):
-            code = selector.split(":", 1)[1]
-            return [h for h in hits if h.key in self.entities and self.entities[h.key].country == code]
-        return [h for h in hits if h.key == selector]
+    def _index(self, hits: list[Hit]) -> dict[str, Hit]:
+        """First hit per entity id, per `country:XX` and per `cue:<topic>` in one passage."""
+        index: dict[str, Hit] = {}
+        for h in hits:
+            index.setdefault(h.key, h)
+            entity = self.entities.get(h.key)
+            if entity is not None and entity.country:
+                index.setdefault(f"country:{entity.country}", h)
+        return index
 
-    def _topic(self, rule: TopicRule, unit_hits: list[tuple[str, list[Hit]]]) -> TopicMatch | None:
-        scopes = _scopes(rule.scope, unit_hits)
+    def _topic(self, rule: TopicRule, passages: list[tuple[str, dict[str, Hit]]]) -> TopicMatch | None:
         supporting: list[tuple[str, list[Hit]]] = []
-        for unit, hits in scopes:
-            per_group = [[h for s in group for h in self._selector_hits(s, hits)] for group in rule.all_of]
-            if not all(per_group):
+        cue_key = f"cue:{rule.id}"
+        for unit, index in passages:
+            if rule.cues and cue_key not in index:
                 continue
-            cue_hits = [h for h in hits if h.key == f"cue:{rule.id}"]
-            if rule.cues and not cue_hits:
-                continue
-            evidence_hits = [g[0] for g in per_group] + cue_hits[:1]
-            supporting.append((unit, evidence_hits))
+            evidence: list[Hit] = []
+            for group in rule.all_of:
+                hit = next((index[s] for s in group if s in index), None)
+                if hit is None:
+                    break
+                evidence.append(hit)
+            else:
+                if rule.cues:
+                    evidence.append(index[cue_key])
+                supporting.append((unit, evidence))
         if not supporting:
             return None
         # One supporting passage is evidence; more passages make it the story's subject.
@@ -299,8 +322,11 @@ class Tagger:
         return TopicMatch(rule.id, score, evidence)
 
 
-def _sort_offset(value: int | None) -> int:
+def _position(value: int | None) -> int:
     return -1 if value is None else value
+
+
+_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
 
 
 def _scopes(scope: str, unit_hits: list[tuple[str, list[Hit]]]) -> list[tuple[str, list[Hit]]]:
@@ -311,12 +337,13 @@ def _scopes(scope: str, unit_hits: list[tuple[str, list[Hit]]]) -> list[tuple[st
     sentences: list[tuple[str, list[Hit]]] = []
     for unit, hits in unit_hits:
         start = 0
-        for i, c in enumerate(unit + "."):
-            if c in ".!?。！？" and (i + 1 >= len(unit) or unit[i + 1] in " \n"):
-                sentences.append(
-                    (unit[start : i + 1], [_shift(h, -start) for h in hits if start <= h.start < i + 1])
-                )
-                start = i + 1
+        ends = [m.end() for m in _SENTENCE_END.finditer(unit)]
+        if not ends or ends[-1] < len(unit):
+            ends.append(len(unit))
+        for end in ends:
+            inside = [_shift(h, -start) for h in hits if start <= h.start < end]
+            sentences.append((unit[start:end], inside))
+            start = end
     return sentences
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks for newsbeam: `python -m bench` (or `make bench`) prints a table."""

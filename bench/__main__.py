@@ -1,0 +1,72 @@
+"""One ingestion cycle over generated local feed files, against a no-Beam baseline.
+
+    python -m bench [--articles 10000] [--repeat 3] [--dask]
+
+Each variant runs in a fresh process (so peak memory is its own) over a fresh
+output dir; the table shows the median of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.corpus import write_corpus
+
+DASK = "apache_beam.runners.dask.dask_runner.DaskRunner"
+
+
+def run_variant(variant: str, seeds: Path, out: Path, beam_args: list[str]) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "bench.one", variant, str(seeds), str(out), *beam_args]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--articles", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dask", action="store_true", help="also run on the DaskRunner (local cluster)")
+    args = parser.parse_args()
+
+    variants: list[tuple[str, str, list[str]]] = [
+        ("pure functions, no Beam (baseline)", "pure", []),
+        ("newsbeam run, FnApiRunner", "run", []),
+        ("newsbeam run, FnApiRunner, 2 processes", "run",
+         ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
+    ]  # fmt: skip
+    if args.dask:
+        variants.append(("newsbeam run, DaskRunner (local cluster)", "run", ["--runner", DASK]))
+
+    with tempfile.TemporaryDirectory(prefix="newsbeam-bench-") as tmp:
+        seeds = Path(tmp) / "seeds"
+        text_bytes = write_corpus(seeds, args.articles)
+        print(
+            f"corpus: {args.articles} articles in {len(list(seeds.iterdir()))} feed files, "
+            f"{text_bytes / args.articles / 1024:.1f} KiB of HTML body per article; "
+            f"median of {args.repeat} runs"
+        )
+        rows = []
+        for label, variant, beam_args in variants:
+            results = [
+                run_variant(variant, seeds, Path(tmp) / f"out-{variant}-{len(rows)}-{i}", beam_args)
+                for i in range(args.repeat)
+            ]
+            assert all(r["articles"] == args.articles for r in results), results
+            seconds = statistics.median(r["seconds"] for r in results)
+            peak = statistics.median(r["peak_mib"] for r in results)
+            rows.append((label, seconds, args.articles / seconds, peak))
+
+    base = rows[0][1]
+    print(f"{'variant':<42} {'seconds':>8} {'articles/s':>11} {'peak MiB':>9} {'x baseline':>10}")
+    for label, seconds, rate, peak in rows:
+        print(f"{label:<42} {seconds:>8.2f} {rate:>11.0f} {peak:>9.0f} {seconds / base:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Run one benchmark variant in this process and print one JSON line of results."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from connectors.seeds import parse_seed, read_seed_dir
+from pipeline.clean import clean_entry
+from pipeline.config import RunConfig
+from connectors.http import HttpSettings
+from pipeline.run import run_cycle
+from pipeline.tagging import Tagger, load_taxonomy
+from schemas.records import Article
+
+
+def pure_functions(seeds: Path) -> int:
+    """The same stage functions in one plain loop: the no-Beam baseline."""
+    tagger = Tagger(load_taxonomy())
+    articles = 0
+    for raw in read_seed_dir(seeds):
+        for entry in parse_seed(raw).entries:
+            article = clean_entry(entry)
+            if isinstance(article, Article):
+                tagger.tag(article.title, article.text)
+                articles += 1
+    return articles
+
+
+def newsbeam_run(seeds: Path, out: Path, beam_args: list[str]) -> int:
+    config = RunConfig(seeds_dir=seeds, output_dir=out, taxonomy=None, feeds=(), http=HttpSettings())
+    report = run_cycle(config, beam_args)
+    assert report.manifest is not None
+    return int(report.manifest["stats"]["rows"].get("articles", 0))
+
+
+def main() -> None:
+    variant, seeds, out, *beam_args = sys.argv[1:]
+    started = time.perf_counter()
+    if variant == "pure":
+        articles = pure_functions(Path(seeds))
+    else:
+        articles = newsbeam_run(Path(seeds), Path(out), beam_args)
+    seconds = time.perf_counter() - started
+    peak_kib = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    print(json.dumps({"articles": articles, "seconds": seconds, "peak_mib": peak_kib / 1024}))
+
+
+if __name__ == "__main__":
+    main()
