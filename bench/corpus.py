@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 SENTENCES = [
-    "Russian Defence Minister Andrei Belousov held talks with Kim Jong Un in Pyongyang on artillery supplies.",
+    "Russian Defence Minister Andrei Belousov held talks with Kim Jong Un in Pyongyang on artillery.",
     "South Korea's military said North Korea fired two ballistic missiles toward the East Sea.",
     "Le ministre russe de la Défense a rencontré le dirigeant nord-coréen lors d'une visite à Pyongyang.",
     "Министр обороны России провёл переговоры с Ким Чен Ыном о военном сотрудничестве.",

@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from connectors.http import HttpSettings
 from connectors.seeds import parse_seed, read_seed_dir
 from pipeline.clean import clean_entry
 from pipeline.config import RunConfig
-from connectors.http import HttpSettings
 from pipeline.run import run_cycle
 from pipeline.tagging import Tagger, load_taxonomy
 from schemas.records import Article
