@@ -9,8 +9,10 @@ from pathlib import Path
 
 from pipeline.config import ConfigError, load_config
 from pipeline.lake import LakeBusy
-from pipeline.run import EXIT_BUSY, EXIT_FAILED, format_report, run_cycle
 from pipeline.tagging import TaxonomyError
+
+EXIT_FAILED = 2
+EXIT_BUSY = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
+    # Before Beam is imported: its import logs warnings about optional cloud clients.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
+    from pipeline.run import format_report, run_cycle
+
     try:
         config = load_config(args.config)
         if args.output:

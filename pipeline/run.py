@@ -31,8 +31,6 @@ DEFAULT_RUNNER = "FnApiRunner"  # batch; never tries the Prism download that Dir
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
-EXIT_FAILED = 2
-EXIT_BUSY = 3
 
 
 @dataclass

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
-from pipeline import cli
-from pipeline.run import EXIT_BUSY, EXIT_FAILED, RunReport, pipeline_options
+from pipeline import cli, run
+from pipeline.cli import EXIT_BUSY, EXIT_FAILED
+from pipeline.run import RunReport, pipeline_options
 
 
 def test_unknown_flags_reach_beam_pipeline_options(monkeypatch, tmp_path: Path) -> None:
@@ -16,7 +17,7 @@ def test_unknown_flags_reach_beam_pipeline_options(monkeypatch, tmp_path: Path) 
         seen["config"], seen["args"] = config, beam_args
         return RunReport(str(config.output_dir), None, "FnApiRunner", 0.0)
 
-    monkeypatch.setattr(cli, "run_cycle", fake_run)
+    monkeypatch.setattr(run, "run_cycle", fake_run)
     code = cli.main(
         ["run", "--output", str(tmp_path / "o"), "--direct_num_workers", "2", "--runner=FnApiRunner"]
     )
