@@ -78,14 +78,16 @@ def parse_feed_bytes(raw: RawFetch, body: bytes) -> ParseResult:
                 publisher=parsed.feed.get("title") or None,
             )
         )
-    # A feed served as text/html or text/plain is common and harmless once it parsed.
+    # A feed served as text/html or text/plain is common and harmless once it parsed; a page
+    # with no feed structure at all is `not_a_feed` whatever type it was served as.
     wrong_type_only = isinstance(parsed.get("bozo_exception"), feedparser.NonXMLContentType)
-    if parsed.get("bozo") and not (wrong_type_only and result.entries):
+    no_feed = not result.entries and not parsed.get("version")
+    if parsed.get("bozo") and not (wrong_type_only and (result.entries or no_feed)):
         reason = "malformed_feed" if not result.entries else "malformed_feed_partial"
         detail = f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}"
         if result.entries:
             detail += f" ({len(result.entries)} entries kept)"
         result.problems.append(Problem(reason, detail[:500]))
-    elif not result.entries and not parsed.get("version"):
+    elif no_feed:
         result.problems.append(Problem("not_a_feed", "no RSS/Atom structure found"))
     return result

@@ -132,9 +132,11 @@ def fetch_feed(
     """Poll one feed once. Never raises: every failure is a typed outcome."""
     fetched_at = clock()
     headers: dict[str, str] = {}
-    if state.etag:
+    # Validators are echoed back as-is; a non-ASCII one (httpx decodes UTF-8 headers) cannot be
+    # sent again, so it is skipped: the body hash still detects an unchanged feed.
+    if state.etag and state.etag.isascii():
         headers["If-None-Match"] = state.etag
-    if state.last_modified:
+    if state.last_modified and state.last_modified.isascii():
         headers["If-Modified-Since"] = state.last_modified
     deadline = time.monotonic() + settings.total_deadline
     try:
@@ -159,7 +161,7 @@ def fetch_feed(
         return _error(source, state, fetched_at, RETRYABLE, f"timeout: {_describe(exc)}")
     except httpx.TooManyRedirects as exc:
         return _error(source, state, fetched_at, PERMANENT, f"redirects: {_describe(exc)}")
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError) as exc:  # UnicodeError: IDNA host
         return _error(source, state, fetched_at, PERMANENT, f"bad_url: {_describe(exc)}")
     except httpx.HTTPError as exc:
         return _error(source, state, fetched_at, RETRYABLE, f"network: {_describe(exc)}")

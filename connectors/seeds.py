@@ -76,15 +76,17 @@ def read_seed(path: Path, seeds_dir: Path) -> RawFetch:
         sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
         meta = sidecar.read_text(encoding="utf-8") if sidecar.exists() else None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
+        # Relative path and error kind only: the same failure in another checkout is the same record.
+        kind = f"{type(exc).__name__}:{getattr(exc, 'errno', '') or ''}"
         return RawFetch(
-            raw_id=stable_id("seed-error", rel, str(exc)),
+            raw_id=stable_id("seed-error", rel, kind),
             source=source,
             source_kind="seed",
-            origin=str(path),
+            origin=rel,
             fetched_at=fetched_at,
             status="error",
             error_kind="permanent",
-            error=f"unreadable: {type(exc).__name__}: {exc}"[:300],
+            error=f"unreadable: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"[:300],
         )
     return RawFetch(
         raw_id=stable_id("seed", rel, sha256_hex(body), meta),

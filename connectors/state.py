@@ -61,19 +61,27 @@ class FeedState:
         )
 
 
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, ensure_ascii=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Readers see the old file or the new one, never a torn one; no temp file is left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def load_feed_states(path: Path) -> dict[str, FeedState]:
@@ -86,7 +94,7 @@ def load_feed_states(path: Path) -> dict[str, FeedState]:
 
 
 def save_feed_states(path: Path, states: dict[str, FeedState]) -> None:
-    _write_json_atomic(path, {url: dataclasses.asdict(s) for url, s in sorted(states.items())})
+    write_json_atomic(path, {url: dataclasses.asdict(s) for url, s in sorted(states.items())})
 
 
 def load_seed_state(path: Path) -> dict[str, str]:
@@ -97,4 +105,4 @@ def load_seed_state(path: Path) -> dict[str, str]:
 
 
 def save_seed_state(path: Path, seeds: dict[str, str]) -> None:
-    _write_json_atomic(path, dict(sorted(seeds.items())))
+    write_json_atomic(path, dict(sorted(seeds.items())))

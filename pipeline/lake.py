@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from connectors.state import fsync_dir, write_json_atomic
 from schemas.arrow import TABLES, Table, records_to_table
 from schemas.ids import stable_id
 from schemas.records import RawFetch
@@ -60,14 +61,6 @@ class StagedFile:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_parquet_atomic(table: pa.Table, path: Path) -> str:
     """Write, fsync and rename into place; returns the file's SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,19 +70,8 @@ def _write_parquet_atomic(table: pa.Table, path: Path) -> str:
         digest = hashlib.sha256(fh.read()).hexdigest()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return digest
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def file_stats(table: Table, records: list[Any]) -> dict[str, Any]:
@@ -170,7 +152,7 @@ class Lake:
         _write_parquet_atomic(arrow, tmp_dir / path.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_dir / path.name, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return batch_id
 
     def raw_batches(self) -> dict[str, Path]:
@@ -219,7 +201,7 @@ class Lake:
             dst.parent.mkdir(parents=True, exist_ok=True)
             if src.exists():
                 os.replace(src, dst)
-                _fsync_dir(dst.parent)
+                fsync_dir(dst.parent)
             elif not dst.exists():
                 raise FileNotFoundError(f"staged file vanished before commit: {src}")
         self._remove_stale_parts(run_id, {f.final_path for f in staged})
@@ -238,7 +220,7 @@ class Lake:
             ],  # fmt: skip
             "stats": _merge_stats(staged),
         }
-        _write_json_atomic(manifest_path, manifest)
+        write_json_atomic(manifest_path, manifest)
         shutil.rmtree(self.root / STAGING / run_id, ignore_errors=True)
         return manifest
 

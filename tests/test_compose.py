@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -301,8 +302,12 @@ def test_dockerfile_copies_packages_and_constraints() -> None:
         "README.md",
     }
     assert required <= sources, f"missing COPY of {sorted(required - sources)}"
-    # Any top-level package added later must also reach the image.
-    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    # Any package the project installs (pyproject's package list) must also reach the image.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    packages = {name for name in packages if any(fnmatch.fnmatch(name, pat) for pat in patterns)}
+    assert packages == set(PACKAGE_DIRS)
     assert packages <= sources, f"packages not copied: {sorted(packages - sources)}"
 
 
