@@ -69,20 +69,20 @@ _BOILERPLATE_PREFIXES = (
 _NO_MARKS = {cp: None for cp in range(0x10000) if unicodedata.combining(chr(cp))}
 
 
-def _fold(text: str) -> str:
+def fold_text(text: str) -> str:
     """Case- and accent-folded text (Choïgou -> choigou)."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return decomposed if decomposed.isascii() else decomposed.translate(_NO_MARKS)
 
 
-_BOILERPLATE_FOLDED = tuple(_fold(p) for p in _BOILERPLATE_PREFIXES)
+_BOILERPLATE_FOLDED = tuple(fold_text(p) for p in _BOILERPLATE_PREFIXES)
 
 
 _LONGEST_PREFIX = max(map(len, _BOILERPLATE_PREFIXES))
 
 
 def is_boilerplate_line(line: str) -> bool:
-    folded = _fold(line.lstrip("> \t»›-–—•*")[: _LONGEST_PREFIX + 2])
+    folded = fold_text(line.lstrip("> \t»›-–—•*")[: _LONGEST_PREFIX + 2])
     return folded.startswith(_BOILERPLATE_FOLDED)
 
 
@@ -196,7 +196,7 @@ def detect_language(title: str, text: str, hint: str | None) -> str | None:
 def content_fingerprint(title: str, text: str) -> str:
     """Hash of the normalised title and body: equal for copies differing in case,
     accents or spacing only."""
-    folded = " ".join(_fold(f"{title}\n{text}").split())
+    folded = " ".join(fold_text(f"{title}\n{text}").split())
     return stable_id("content", folded)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.http import FeedSource, HttpSettings
+from pipeline.near_dup import NearDupSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,10 +35,12 @@ class RunConfig:
     taxonomy: Path | None
     feeds: tuple[FeedSource, ...]
     http: HttpSettings
+    near_dup: NearDupSettings = NearDupSettings()
+    lookback_days: int = 7
 
 
-_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds"}
-_HTTP_TYPES = {f.name: f.type for f in fields(HttpSettings)}
+_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup"}
+_DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days"}
 
 
 def _path(data: dict[str, Any], key: str, base: Path, where: str) -> Path | None:
@@ -50,23 +53,51 @@ def _path(data: dict[str, Any], key: str, base: Path, where: str) -> Path | None
     return path if path.is_absolute() else base / path
 
 
-def _http(table: Any, where: str) -> HttpSettings:
+def _typed_table(table: Any, name: str, defaults: Any, known: set[str], where: str) -> dict[str, Any]:
+    """Values of a config table, checked against the types and signs of `defaults`."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: `http` must be a table")
-    defaults = HttpSettings()
+        raise ConfigError(f"{where}: `{name}` must be a table")
     values: dict[str, Any] = {}
     for key, value in table.items():
-        if key not in _HTTP_TYPES:
-            raise ConfigError(f"{where}: unknown key `http.{key}` (known: {', '.join(sorted(_HTTP_TYPES))})")
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key `{name}.{key}` (known: {', '.join(sorted(known))})")
         expected = type(getattr(defaults, key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or isinstance(value, bool):
-            raise ConfigError(f"{where}: `http.{key}` must be {expected.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: `{name}.{key}` must be {expected.__name__}, got {value!r}")
         if isinstance(value, (int, float)) and value <= 0:
-            raise ConfigError(f"{where}: `http.{key}` must be positive, got {value!r}")
+            raise ConfigError(f"{where}: `{name}.{key}` must be positive, got {value!r}")
         values[key] = value
-    return replace(defaults, **values)
+    return values
+
+
+def _http(table: Any, where: str) -> HttpSettings:
+    defaults = HttpSettings()
+    known = {f.name for f in fields(HttpSettings)}
+    return replace(defaults, **_typed_table(table, "http", defaults, known, where))
+
+
+def _dedup(table: Any, where: str) -> tuple[NearDupSettings, int]:
+    defaults = NearDupSettings()
+    values = _typed_table(table, "dedup", _DedupDefaults(), _DEDUP_KEYS, where)
+    lookback = values.pop("lookback_days", 7)
+    settings = replace(defaults, **values)
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise ConfigError(f"{where}: `dedup`: {exc}") from exc
+    return settings, lookback
+
+
+@dataclass(frozen=True)
+class _DedupDefaults:
+    threshold: float = NearDupSettings.threshold
+    shingle_words: int = NearDupSettings.shingle_words
+    num_perm: int = NearDupSettings.num_perm
+    bands: int = NearDupSettings.bands
+    min_words: int = NearDupSettings.min_words
+    lookback_days: int = 7
 
 
 def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
@@ -103,12 +134,15 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
         raise ConfigError(
             f"{where}: unknown key `{sorted(unknown)[0]}` (known: {', '.join(sorted(_TOP_KEYS))})"
         )
+    near_dup, lookback_days = _dedup(data.get("dedup", {}), where)
     return RunConfig(
         seeds_dir=_path(data, "seeds_dir", base, where) or base / "seeds",
         output_dir=_path(data, "output_dir", base, where) or base / "data",
         taxonomy=_path(data, "taxonomy", base, where),
         feeds=_feeds(data.get("feeds", []), where),
         http=_http(data.get("http", {}), where),
+        near_dup=near_dup,
+        lookback_days=lookback_days,
     )
 
 

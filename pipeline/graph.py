@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
+from pipeline.deduplicate import DeduplicateArticles
+from pipeline.near_dup import NearDupSettings
 from pipeline.tagging import Tagger
 from pipeline.transforms import (
     CleanArticles,
     CommitRun,
-    DeduplicateArticles,
     ParseEntries,
     ReadRawBatches,
     StageTable,
@@ -26,6 +27,9 @@ class RunPlan:
     run_id: str
     raw_batches: dict[str, str]  # batch id -> landed file
     tagger: Tagger
+    index_files: list[str]  # the dedup index of earlier runs: exact keys of every article
+    recent_index_files: list[str]  # the part of it within the near-duplicate lookback
+    near_dup: NearDupSettings
 
 
 def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
@@ -33,17 +37,21 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
     raws = p | "ReadRawBatches" >> ReadRawBatches(list(plan.raw_batches.values()))
     parsed = raws | "ParseEntries" >> ParseEntries()
     cleaned = parsed["entries"] | "CleanArticles" >> CleanArticles()
-    deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(plan.output_dir)
+    deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(
+        plan.index_files, plan.recent_index_files, plan.near_dup
+    )
     tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger)
     rejects = (parsed["rejects"], cleaned["rejects"]) | "AllRejects" >> beam.Flatten()
 
     def stage(name: str, records: beam.PCollection) -> beam.PCollection:
-        return records | f"Stage{name.title()}" >> StageTable(name, plan.output_dir, plan.run_id)
+        label = "".join(part.title() for part in name.split("_"))
+        return records | f"Stage{label}" >> StageTable(name, plan.output_dir, plan.run_id)
 
     staged = (
         stage("articles", tagged),
         stage("rejects", rejects),
         stage("duplicates", deduped["duplicates"]),
+        stage("dedup_index", deduped["index"]),
     )
     # Applied last on purpose: the commit must be the graph's only leaf.
     return staged | "CommitRun" >> CommitRun(plan.output_dir, plan.run_id, list(plan.raw_batches))

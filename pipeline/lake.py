@@ -78,7 +78,9 @@ def file_stats(table: Table, records: list[Any]) -> dict[str, Any]:
     """Counts the run summary needs, computed where the rows are written."""
     # Fetch and read failures are not items: they are counted apart from rejected items.
     items = [r for r in records if getattr(r, "stage", "item") not in ("fetch", "read")]
-    stats: dict[str, Any] = {"by_source": dict(Counter(r.source for r in items))}
+    stats: dict[str, Any] = {}
+    if table.name in ("articles", "rejects", "duplicates"):
+        stats["by_source"] = dict(Counter(r.source for r in items))
     if table.name == "articles":
         stats["topics"] = dict(Counter(t.id for r in records for t in r.topics))
     elif table.name in ("rejects", "duplicates"):
@@ -101,7 +103,7 @@ def stage_partition(
         table=table_name,
         partition=partition,
         staged_path=staged.as_posix(),
-        final_path=f"{table_name}/{part_dir}/{name}",
+        final_path=f"{table.folder}/{part_dir}/{name}",
         rows=arrow.num_rows,
         sha256=digest,
         stats=file_stats(table, records),
@@ -180,9 +182,13 @@ class Lake:
     def manifests_by_id(self) -> dict[str, dict[str, Any]]:
         return {m["run_id"]: m for m in self.manifests()}
 
-    def committed_files(self, table: str) -> list[Path]:
+    def committed_files(self, table: str, since: str = "") -> list[Path]:
+        """Files of `table` that committed runs list, in partitions >= `since` (YYYY-MM-DD)."""
         return [
-            self.root / f["path"] for m in self.manifests() for f in m.get("files", []) if f["table"] == table
+            self.root / f["path"]
+            for m in self.manifests()
+            for f in m.get("files", [])
+            if f["table"] == table and f["partition"] >= since
         ]
 
     def state_path(self, name: str) -> Path:
@@ -227,7 +233,7 @@ class Lake:
     def _remove_stale_parts(self, run_id: str, keep: set[str]) -> None:
         """Files of an earlier, uncommitted attempt of this run must not stay visible."""
         prefix = f"part-{run_id[:16]}-"
-        for name in TABLES:
-            for path in (self.root / name).glob(f"*/{prefix}*.parquet"):
+        for table in TABLES.values():
+            for path in (self.root / table.folder).glob(f"*/{prefix}*.parquet"):
                 if path.relative_to(self.root).as_posix() not in keep:
                     path.unlink()

@@ -20,11 +20,10 @@ from apache_beam.metrics import Metrics
 from connectors.feeds import ParseResult, parse_feed_bytes
 from connectors.seeds import parse_seed
 from pipeline.clean import clean_entry, make_reject
-from pipeline.dedup import Existing, resolve_group
 from pipeline.lake import Lake, StagedFile, stage_partition
 from pipeline.tagging import Tagger
 from schemas.ids import sha256_hex, stable_id
-from schemas.records import Article, Duplicate, Entry, RawFetch, Reject
+from schemas.records import Article, Entry, RawFetch, Reject
 
 NAMESPACE = "newsbeam"
 
@@ -145,68 +144,6 @@ class CleanArticles(beam.PTransform):
     def expand(self, entries: beam.PCollection) -> dict[str, beam.PCollection]:
         cleaned = entries | "Clean" >> beam.ParDo(_CleanDoFn())
         return split_by_type(cleaned, "Cleaned", articles=Article, rejects=Reject)
-
-
-# --- dedup -----------------------------------------------------------------
-
-
-def read_existing_keys(output_dir: str) -> Iterator[tuple[str, str, str]]:
-    """(article_id, content_hash) of every committed article, read from its files."""
-    for path in Lake(output_dir).committed_files("articles"):
-        table = pq.read_table(path, columns=["article_id", "content_hash"])
-        for article_id, content_hash in zip(
-            table.column("article_id").to_pylist(),
-            table.column("content_hash").to_pylist(),
-            strict=True,
-        ):
-            yield article_id, content_hash, article_id
-
-
-def _resolve(kv: tuple[str, Iterable[Article | Existing]], reason: str) -> Iterator[Article | Duplicate]:
-    survivor, duplicates = resolve_group(kv[1], reason)
-    for dup in duplicates:
-        _count(f"duplicates.{reason}")
-        yield dup
-    if survivor is not None:
-        yield survivor
-
-
-class DeduplicateArticles(beam.PTransform):
-    """Drop exact copies: the same canonical URL, then the same normalised content,
-    within this run and against every committed article.
-
-    Returns {"articles": surviving Article, "duplicates": Duplicate}.
-    """
-
-    def __init__(self, output_dir: str) -> None:
-        super().__init__()
-        self.output_dir = output_dir
-
-    def expand(self, articles: beam.PCollection) -> dict[str, beam.PCollection]:
-        existing = (
-            articles.pipeline
-            | "OutputDir" >> beam.Create([self.output_dir])
-            | "ReadExistingKeys" >> beam.FlatMap(read_existing_keys)
-        )
-        existing_by_id = existing | "ExistingById" >> beam.Map(lambda k: (k[0], Existing(k[2])))
-        existing_by_hash = existing | "ExistingByHash" >> beam.Map(lambda k: (k[1], Existing(k[2])))
-
-        resolved_by_url = (
-            (articles | "KeyById" >> beam.Map(lambda a: (a.article_id, a)), existing_by_id)
-            | "FlattenById" >> beam.Flatten()
-            | "GroupById" >> beam.GroupByKey()
-            | "ResolveById" >> beam.FlatMap(_resolve, reason="same_url")
-        )
-        by_url = split_by_type(resolved_by_url, "ById", articles=Article, duplicates=Duplicate)
-        resolved_by_content = (
-            (by_url["articles"] | "KeyByHash" >> beam.Map(lambda a: (a.content_hash, a)), existing_by_hash)
-            | "FlattenByHash" >> beam.Flatten()
-            | "GroupByHash" >> beam.GroupByKey()
-            | "ResolveByHash" >> beam.FlatMap(_resolve, reason="same_content")
-        )
-        by_content = split_by_type(resolved_by_content, "ByHash", articles=Article, duplicates=Duplicate)
-        duplicates = (by_url["duplicates"], by_content["duplicates"]) | "AllDuplicates" >> beam.Flatten()
-        return {"articles": by_content["articles"], "duplicates": duplicates}
 
 
 # --- tag -------------------------------------------------------------------

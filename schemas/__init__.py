@@ -2,6 +2,7 @@
 
 from schemas.arrow import (
     ARTICLE_SCHEMA,
+    DEDUP_INDEX_SCHEMA,
     DUPLICATE_SCHEMA,
     RAW_FETCH_SCHEMA,
     REJECT_SCHEMA,
@@ -15,6 +16,7 @@ from schemas.records import (
     Duplicate,
     EntityMention,
     Entry,
+    IndexEntry,
     RawFetch,
     Reject,
     TopicMatch,
@@ -22,6 +24,7 @@ from schemas.records import (
 
 __all__ = [
     "ARTICLE_SCHEMA",
+    "DEDUP_INDEX_SCHEMA",
     "DUPLICATE_SCHEMA",
     "RAW_FETCH_SCHEMA",
     "REJECT_SCHEMA",
@@ -31,6 +34,7 @@ __all__ = [
     "Duplicate",
     "EntityMention",
     "Entry",
+    "IndexEntry",
     "RawFetch",
     "Reject",
     "Table",

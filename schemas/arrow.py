@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.records import Article, Duplicate, RawFetch, Reject
+from schemas.records import Article, Duplicate, IndexEntry, RawFetch, Reject
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -115,6 +115,20 @@ DUPLICATE_SCHEMA = pa.schema(
     ]
 )
 
+# The dedup index: what later runs compare against, without reading article text.
+DEDUP_INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("fetched_at", TS, nullable=False),
+        pa.field("published_at", TS),
+        pa.field("signature", pa.binary()),  # MinHash values, little-endian uint32; null if too short
+        pa.field("signature_scheme", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+    ]
+)
+
 
 @dataclass(frozen=True)
 class Table:
@@ -126,6 +140,11 @@ class Table:
     partition_column: str
     record_type: type
     sort_key: str
+    path: str = ""  # folder under the output dir; the name when empty
+
+    @property
+    def folder(self) -> str:
+        return self.path or self.name
 
 
 TABLES: dict[str, Table] = {
@@ -135,6 +154,9 @@ TABLES: dict[str, Table] = {
         Table("rejects", REJECT_SCHEMA, 1, "fetched_date", Reject, "reject_id"),
         Table("duplicates", DUPLICATE_SCHEMA, 1, "fetched_date", Duplicate, "article_id"),
         Table("raw", RAW_FETCH_SCHEMA, 1, "landed_date", RawFetch, "raw_id"),
+        Table(
+            "dedup_index", DEDUP_INDEX_SCHEMA, 1, "published_date", IndexEntry, "article_id", "_index/dedup"
+        ),
     )
 }
 
@@ -171,6 +193,7 @@ def schemas_as_json() -> str:
         name: {
             "version": t.version,
             "partition_column": t.partition_column,
+            "folder": t.folder,
             "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in t.schema],
         }
         for name, t in sorted(TABLES.items())

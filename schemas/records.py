@@ -142,3 +142,16 @@ __all__ = [
     "Reject",
     "TopicMatch",
 ]
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """An article as later runs' deduplication sees it."""
+
+    article_id: str
+    content_hash: str
+    fetched_at: datetime
+    published_at: datetime | None
+    signature: bytes | None
+    signature_scheme: str
+    partition_date: str = ""

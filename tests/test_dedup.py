@@ -91,17 +91,27 @@ def test_survivors_are_unique_by_url_and_content(items: list[Article]) -> None:
     assert len(kept) + len(dups) == len(items)  # every copy is kept or recorded, none vanishes
 
 
-def test_the_earliest_published_copy_survives() -> None:
-    late, early = make_article(1, 1, day=3, hour=0), make_article(1, 1, day=1, hour=4)
-    survivor, copies = resolve_group([late, early], "same_url")
-    assert survivor is early
-    assert [(c.article_id, c.duplicate_of, c.fetched_at) for c in copies] == [
-        (late.article_id, early.article_id, late.fetched_at)
+def test_the_first_seen_copy_survives_then_the_earliest_published() -> None:
+    seen_later, seen_first = make_article(1, 1, day=1, hour=4), make_article(1, 1, day=3, hour=0)
+    survivor, copies = resolve_group([seen_later, seen_first], "same_url")
+    assert survivor is seen_first
+    assert [(c.duplicate_of, c.fetched_at, c.reason) for c in copies] == [
+        (seen_first.article_id, seen_later.fetched_at, "same_url")
     ]
+    published_later, published_first = make_article(1, 1, day=3, hour=2), make_article(1, 1, day=1, hour=2)
+    survivor, _ = resolve_group([published_later, published_first], "same_url")
+    assert survivor is published_first
+
+
+def test_a_changed_copy_of_the_same_url_is_a_revision() -> None:
+    first, edited = make_article(1, 1, day=1, hour=0), make_article(1, 2, day=1, hour=1)
+    survivor, copies = resolve_group([edited, first], "same_url")
+    assert survivor is first
+    assert [(c.reason, c.content_hash) for c in copies] == [("revised", edited.content_hash)]
 
 
 def test_an_article_in_the_lake_always_wins() -> None:
     new = make_article(1, 1, day=0, hour=0)
-    survivor, copies = resolve_group([new, Existing(new.article_id)], "same_url")
+    survivor, copies = resolve_group([new, Existing(new.article_id, new.content_hash)], "same_url")
     assert survivor is None
     assert [(c.duplicate_of, c.reason) for c in copies] == [(new.article_id, "same_url")]

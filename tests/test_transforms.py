@@ -13,10 +13,12 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.clean import clean_entry
+from pipeline.deduplicate import DeduplicateArticles
 from pipeline.lake import Lake, stage_partition
+from pipeline.near_dup import NearDupSettings
 from pipeline.tagging import Tagger, load_taxonomy
-from pipeline.transforms import CleanArticles, DeduplicateArticles, ParseEntries, TagTopics
-from schemas.records import Article, Entry, RawFetch
+from pipeline.transforms import CleanArticles, ParseEntries, TagTopics
+from schemas.records import Article, Entry, IndexEntry, RawFetch
 
 T0 = datetime(2024, 6, 19, 12, 0, tzinfo=timezone.utc)
 
@@ -107,16 +109,21 @@ def test_clean_articles_cleans_and_rejects_empty_entries() -> None:
         )
 
 
-def _committed_lake(tmp_path: Path, articles: list[Article]) -> str:
+def _indexed(tmp_path: Path, articles: list[Article]) -> list[str]:
+    """A lake whose index holds `articles`, as an earlier run leaves it; returns the index files."""
     out = tmp_path / "lake"
-    staged = stage_partition(str(out), "r" * 32, "articles", "2024-06-19", articles)
+    entries = [
+        IndexEntry(a.article_id, a.content_hash, a.fetched_at, a.published_at, None, "", a.partition_date)
+        for a in articles
+    ]
+    staged = stage_partition(str(out), "r" * 32, "dedup_index", "2024-06-19", entries)
     Lake(out).commit("r" * 32, [], [staged])
-    return str(out)
+    return [str(p) for p in Lake(out).committed_files("dedup_index")]
 
 
 def test_deduplicate_within_run_and_against_the_lake(tmp_path: Path) -> None:
     old = article("Old story", "Already in the lake.", "https://example.com/old")
-    out = _committed_lake(tmp_path, [old])
+    index = _indexed(tmp_path, [old])
     first = article("Treaty", "Signed today.", "https://example.com/t", fetched_at=T0)
     later_copy = article("Treaty", "Signed today.", "http://www.example.com/t?utm_source=x", source="b")
     mirror = article("Treaty", "Signed  today.", "https://mirror.example.net/t", source="c")
@@ -125,7 +132,7 @@ def test_deduplicate_within_run_and_against_the_lake(tmp_path: Path) -> None:
     inputs = [first, later_copy, mirror, again, fresh]
     random.Random(7).shuffle(inputs)
     with pipeline() as p:
-        out_pcolls = p | beam.Create(inputs) | DeduplicateArticles(out)
+        out_pcolls = p | beam.Create(inputs) | DeduplicateArticles(index, index, NearDupSettings())
         assert_that(
             out_pcolls["articles"] | beam.Map(lambda a: a.title),
             equal_to(["Treaty", "Fresh"]),
@@ -137,7 +144,7 @@ def test_deduplicate_within_run_and_against_the_lake(tmp_path: Path) -> None:
                 [
                     ("b", "same_url", first.article_id),
                     ("c", "same_content", first.article_id),
-                    ("d", "same_url", old.article_id),
+                    ("d", "revised", old.article_id),
                 ]
             ),
             label="duplicates",
