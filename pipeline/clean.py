@@ -194,9 +194,10 @@ def detect_language(title: str, text: str, hint: str | None) -> str | None:
 
 
 def content_fingerprint(title: str, text: str) -> str:
-    """Hash of the normalised title and body: equal for copies differing in case,
-    accents or spacing only."""
-    folded = " ".join(fold_text(f"{title}\n{text}").split())
+    """Hash of the normalised body (of the title when there is no body): equal for copies
+    differing in case, accents or spacing only. Headlines are left out because
+    syndicated copies of one story often carry different ones."""
+    folded = " ".join(fold_text(text or title).split())
     return stable_id("content", folded)
 
 
@@ -226,6 +227,7 @@ def clean_entry(entry: Entry) -> Article | Reject:
         guid=entry.guid,
         raw_id=entry.raw_id,
         publisher=entry.publisher,
+        position=entry.position,
     )
 
 

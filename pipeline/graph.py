@@ -27,8 +27,8 @@ class RunPlan:
     run_id: str
     raw_batches: dict[str, str]  # batch id -> landed file
     tagger: Tagger
-    index_files: list[str]  # the dedup index of earlier runs: exact keys of every article
-    recent_index_files: list[str]  # the part of it within the near-duplicate lookback
+    index_files: list[str]  # the dedup index of earlier runs
+    near_dup_since: str  # YYYY-MM-DD: indexed articles published since are near-dup candidates
     near_dup: NearDupSettings
 
 
@@ -38,7 +38,7 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
     parsed = raws | "ParseEntries" >> ParseEntries()
     cleaned = parsed["entries"] | "CleanArticles" >> CleanArticles()
     deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(
-        plan.index_files, plan.recent_index_files, plan.near_dup
+        plan.index_files, plan.near_dup_since, plan.near_dup
     )
     tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger)
     rejects = (parsed["rejects"], cleaned["rejects"]) | "AllRejects" >> beam.Flatten()

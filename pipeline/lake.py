@@ -182,13 +182,10 @@ class Lake:
     def manifests_by_id(self) -> dict[str, dict[str, Any]]:
         return {m["run_id"]: m for m in self.manifests()}
 
-    def committed_files(self, table: str, since: str = "") -> list[Path]:
-        """Files of `table` that committed runs list, in partitions >= `since` (YYYY-MM-DD)."""
+    def committed_files(self, table: str) -> list[Path]:
+        """Files of `table` that committed runs list."""
         return [
-            self.root / f["path"]
-            for m in self.manifests()
-            for f in m.get("files", [])
-            if f["table"] == table and f["partition"] >= since
+            self.root / f["path"] for m in self.manifests() for f in m.get("files", []) if f["table"] == table
         ]
 
     def state_path(self, name: str) -> Path:

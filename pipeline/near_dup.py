@@ -4,15 +4,13 @@ Similarity is the Jaccard index of the sets of word shingles of the article
 body (the title is left out: syndicated copies change headlines), estimated
 from MinHash signatures (rensa's RMinHash). Candidates are pairs sharing an
 LSH band; a pair is a near duplicate when the estimated similarity reaches
-the threshold. Clusters are the connected components of those pairs, and the
-first-seen member of each is the article that survives.
+the threshold (see `pipeline.deduplicate` for the grouping and clustering).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,51 +73,3 @@ def band_keys(sig: bytes, settings: NearDupSettings) -> list[bytes]:
         + hashlib.blake2b(sig[band * width : (band + 1) * width], digest_size=10).digest()
         for band in range(settings.bands)
     ]
-
-
-Order = tuple  # a survivor order; earlier runs' articles sort before every new one
-
-
-def bucket_candidates(
-    members: Iterable[tuple[str, Order]], settings: NearDupSettings
-) -> list[tuple[str, str, Order, Order]]:
-    """Candidate pairs (later id, earlier id, later order, earlier order) of one LSH bucket.
-
-    Each member is paired with at most `max_bucket_comparisons` members before it,
-    so a bucket of n near-identical copies costs O(n) pairs, not O(n²); the
-    components that `cluster` builds stay connected through those pairs.
-    """
-    ordered = sorted(set(members), key=lambda m: (m[1], m[0]))
-    pairs = []
-    for i, (later, later_order) in enumerate(ordered):
-        for earlier, earlier_order in ordered[max(0, i - settings.max_bucket_comparisons) : i]:
-            if earlier != later:
-                pairs.append((later, earlier, later_order, earlier_order))
-    return pairs
-
-
-def cluster(pairs: Iterable[tuple[str, str, float]], order: dict[str, Order]) -> dict[str, tuple[str, float]]:
-    """Connected components of near-duplicate pairs.
-
-    Returns, for every member that is not its component's first-seen member,
-    (that first-seen member's id, its strongest similarity to another member).
-    `order` gives each id's survivor order.
-    """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    best: dict[str, float] = {}
-    for later, earlier, sim in pairs:
-        best[later] = max(best.get(later, 0.0), sim)
-        best[earlier] = max(best.get(earlier, 0.0), sim)
-        a, b = find(later), find(earlier)
-        if a != b:
-            first, second = sorted((a, b), key=lambda x: (order[x], x))
-            parent[second] = first
-    return {x: (find(x), best.get(x, 0.0)) for x in list(parent) if find(x) != x}

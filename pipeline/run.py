@@ -114,7 +114,7 @@ def run_cycle(
         report = RunReport(str(config.output_dir), None, runner, 0.0, statuses)
         if pending:
             run_id = stable_id("run", *sorted(pending))
-            # Near duplicates are looked for among articles indexed within the lookback
+            # Near duplicates are sought among indexed articles published within the lookback
             # before the newest landing; exact keys are checked against the whole index.
             newest = max(p.parent.name.split("=", 1)[1] for p in pending.values())
             since = (date.fromisoformat(newest) - timedelta(days=config.lookback_days)).isoformat()
@@ -124,7 +124,7 @@ def run_cycle(
                 raw_batches={b: str(p.resolve()) for b, p in pending.items()},
                 tagger=tagger,
                 index_files=[str(p.resolve()) for p in lake.committed_files("dedup_index")],
-                recent_index_files=[str(p.resolve()) for p in lake.committed_files("dedup_index", since)],
+                near_dup_since=since,
                 near_dup=config.near_dup,
             )
             _run_graph(plan, options)

@@ -64,6 +64,11 @@ class ReadRawBatches(beam.PTransform):
             | "BatchPaths" >> beam.Create(self.paths)
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadBatch" >> beam.FlatMap(read_raw_batch)
+            # A document landed twice (a run died after landing, the next one fetched
+            # the same bytes at the same time, e.g. an unchanged seed) is read once.
+            | "KeyByFetch" >> beam.Map(lambda r: ((r.raw_id, r.fetched_at.isoformat()), r))
+            | "GroupByFetch" >> beam.GroupByKey()
+            | "OnePerFetch" >> beam.Map(lambda kv: next(iter(kv[1])))
         )
 
 

@@ -110,10 +110,12 @@ def test_detect_language(text: str, lang: str) -> None:
     assert detect_language("", text, None) == lang
 
 
-def test_fingerprint_ignores_case_accents_and_spacing_only() -> None:
-    a = content_fingerprint("Choïgou à Pyongyang", "Texte  du   corps.")
-    assert a == content_fingerprint("CHOIGOU A PYONGYANG", "texte du corps.")
-    assert a != content_fingerprint("Choïgou à Pyongyang", "Texte du corps modifié.")
+def test_fingerprint_ignores_case_accents_spacing_and_headline() -> None:
+    a = content_fingerprint("Choïgou à Pyongyang", "Texte  du   corps, Séoul.")
+    assert a == content_fingerprint("Choïgou à Pyongyang", "TEXTE du corps, seoul.")
+    assert a == content_fingerprint("Another headline for the same wire story", "Texte du corps, Séoul.")
+    assert a != content_fingerprint("Choïgou à Pyongyang", "Texte du corps modifié, Séoul.")
+    assert content_fingerprint("Only a title", "") != content_fingerprint("Another title", "")
 
 
 def test_ids_come_from_canonical_url_or_content() -> None:

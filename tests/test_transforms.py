@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import apache_beam as beam
@@ -21,6 +21,7 @@ from pipeline.transforms import CleanArticles, ParseEntries, TagTopics
 from schemas.records import Article, Entry, IndexEntry, RawFetch
 
 T0 = datetime(2024, 6, 19, 12, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
 
 
 def pipeline() -> TestPipeline:
@@ -51,6 +52,7 @@ def entry(title: str, text: str, url: str | None = None, **kw: object) -> Entry:
 
 
 def article(title: str, text: str, url: str | None = None, **kw: object) -> Article:
+    kw.setdefault("raw_id", f"raw-{kw.get('source', 'wire')}")  # each source is its own raw document
     result = clean_entry(entry(title, text, url, **kw))
     assert isinstance(result, Article)
     return result
@@ -125,14 +127,18 @@ def test_deduplicate_within_run_and_against_the_lake(tmp_path: Path) -> None:
     old = article("Old story", "Already in the lake.", "https://example.com/old")
     index = _indexed(tmp_path, [old])
     first = article("Treaty", "Signed today.", "https://example.com/t", fetched_at=T0)
-    later_copy = article("Treaty", "Signed today.", "http://www.example.com/t?utm_source=x", source="b")
-    mirror = article("Treaty", "Signed  today.", "https://mirror.example.net/t", source="c")
+    later_copy = article(
+        "Treaty", "Signed today.", "http://www.example.com/t?utm_source=x", source="b", fetched_at=T0 + HOUR
+    )
+    mirror = article(
+        "Treaty", "Signed  today.", "https://mirror.example.net/t", source="c", fetched_at=T0 + HOUR
+    )
     again = article("Old story", "Already in the lake, edited.", "https://example.com/old", source="d")
     fresh = article("Fresh", "Nothing like it.", None)
     inputs = [first, later_copy, mirror, again, fresh]
     random.Random(7).shuffle(inputs)
     with pipeline() as p:
-        out_pcolls = p | beam.Create(inputs) | DeduplicateArticles(index, index, NearDupSettings())
+        out_pcolls = p | beam.Create(inputs) | DeduplicateArticles(index, "2024-01-01", NearDupSettings())
         assert_that(
             out_pcolls["articles"] | beam.Map(lambda a: a.title),
             equal_to(["Treaty", "Fresh"]),

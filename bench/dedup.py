@@ -1,0 +1,152 @@
+"""Deduplication at scale: throughput, peak memory, precision and recall.
+
+    python -m bench.dedup [--articles 200000] [--shards 200] [--repeat 3]
+
+Each variant runs in its own process on the local runner (FnApiRunner):
+- `generate`: build the corpus in the pipeline and count it (the baseline);
+- `exact`: generate + the exact passes only (same URL, same content);
+- `near`: generate + DeduplicateArticles (exact + near duplicates).
+The dedup stage's throughput is articles / (variant time - generate time).
+A micro-benchmark compares MinHash signing with rensa and with datasketch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from bench.dedup_corpus import shard
+from pipeline.deduplicate import DeduplicateArticles
+from pipeline.near_dup import NearDupSettings, signature
+
+
+def _write(results: list, path: str) -> None:
+    Path(path).write_text(json.dumps(results))
+
+
+def run_variant(
+    variant: str, articles: int, shards: int, out: str, threshold: float, beam_args: list[str]
+) -> None:
+    size = articles // shards
+    settings = replace(NearDupSettings(), threshold=threshold)
+    if variant == "exact":
+        settings = replace(settings, min_words=10**9)  # nothing is signed: exact passes only
+    started = time.perf_counter()
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner", *beam_args])) as p:
+        corpus = (
+            p
+            | beam.Create(list(range(shards)))
+            | beam.Reshuffle()
+            | beam.FlatMap(lambda i: [a for a, _, _ in shard(i, size)])
+        )
+        if variant == "generate":
+            result = corpus | beam.combiners.Count.Globally() | beam.Map(lambda n: [n])
+        else:
+            deduped = corpus | DeduplicateArticles([], "", settings)
+            result = (
+                deduped["duplicates"]
+                | beam.Map(lambda d: (d.article_id, d.duplicate_of, d.reason, d.similarity))
+                | beam.combiners.ToList()
+            )
+        result | beam.Map(_write, path=out)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mib": peak}))
+
+
+def truth(articles: int, shards: int) -> dict[str, tuple[str, str]]:
+    size = articles // shards
+    return {a.article_id: (kind, of) for i in range(shards) for a, kind, of in shard(i, size) if kind}
+
+
+def score(found: list, planted: dict[str, tuple[str, str]]) -> tuple[float, float]:
+    """Precision and recall of `copy is a duplicate` over planted copies."""
+    flagged = {d[0] for d in found}
+    true_pos = len(flagged & set(planted))
+    precision = true_pos / len(flagged) if flagged else 1.0
+    return precision, true_pos / len(planted)
+
+
+def signing_speed(docs: int = 2000) -> list[tuple[str, float]]:
+    from datasketch import MinHash
+
+    texts = [a.text for a, _, _ in shard(0, docs)]
+    settings = NearDupSettings()
+    rows = []
+    started = time.perf_counter()
+    for t in texts:
+        signature(t, settings)
+    rows.append(("rensa RMinHash (used)", docs / (time.perf_counter() - started)))
+    started = time.perf_counter()
+    for t in texts:
+        m = MinHash(num_perm=settings.num_perm, seed=1)
+        m.update_batch([w.encode() for w in t.split()])
+    rows.append(("datasketch MinHash", docs / (time.perf_counter() - started)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.dedup")
+    parser.add_argument("--articles", type=int, default=200_000)
+    parser.add_argument("--shards", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threshold", type=float, default=NearDupSettings.threshold)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        run_variant(args.variant, args.articles, args.shards, args.out, args.threshold)
+        return
+
+    planted = truth(args.articles, args.shards)
+    print(
+        f"corpus: {args.articles} articles (~2.5 KB), {sum(k == 'near' for k, _ in planted.values())} "
+        f"planted near duplicates, {sum(k == 'exact' for k, _ in planted.values())} exact copies; "
+        f"threshold {args.threshold}; median of {args.repeat} runs"
+    )
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in ("generate", "exact", "near"):
+            runs = []
+            for i in range(args.repeat):
+                out = f"{tmp}/{variant}-{i}.json"
+                cmd = [sys.executable, "-m", "bench.dedup", "--variant", variant, "--out", out,
+                       "--articles", str(args.articles), "--shards", str(args.shards),
+                       "--threshold", str(args.threshold)]  # fmt: skip
+                done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            found = json.loads(Path(out).read_text())
+            rows[variant] = (
+                statistics.median(r["seconds"] for r in runs),
+                statistics.median(r["peak_mib"] for r in runs),
+                found,
+            )
+    base = rows["generate"][0]
+    print(
+        f"{'variant':<34} {'seconds':>8} {'stage art/s':>12} {'peak MiB':>9} {'precision':>10} {'recall':>7}"
+    )
+    for variant, (seconds, peak, found) in rows.items():
+        stage = args.articles / (seconds - base) if variant != "generate" and seconds > base else float("nan")
+        precision, recall = score(found, planted) if variant != "generate" else (float("nan"),) * 2
+        print(f"{variant:<34} {seconds:>8.1f} {stage:>12.0f} {peak:>9.0f} {precision:>10.3f} {recall:>7.3f}")
+    if "near" in rows:
+        near_only = {k: v for k, v in planted.items() if v[0] == "near"}
+        print(f"recall on planted near duplicates only: {score(rows['near'][2], near_only)[1]:.3f}")
+    print("\nMinHash signing, one core:")
+    for name, rate in signing_speed():
+        print(f"  {name:<30} {rate:>8.0f} docs/s")
+
+
+if __name__ == "__main__":
+    main()
