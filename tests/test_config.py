@@ -26,13 +26,15 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         write(
             tmp_path,
             'seeds_dir = "in"\noutput_dir = "/abs/out"\ntaxonomy = "tax.toml"\n'
-            '[http]\ntotal_deadline = 5\n[[feeds]]\nname = "a"\nurl = "https://example.com/feed"\n',
+            "[http]\ntotal_deadline = 5\n[dedup]\nthreshold = 0.8\nlookback_days = 3\n"
+            '[[feeds]]\nname = "a"\nurl = "https://example.com/feed"\n',
         )
     )
     assert config.seeds_dir == tmp_path / "in"
     assert config.output_dir == Path("/abs/out")
     assert config.taxonomy == tmp_path / "tax.toml"
     assert config.http.total_deadline == 5.0
+    assert (config.near_dup.threshold, config.lookback_days) == (0.8, 3)
     assert [f.name for f in config.feeds] == ["a"]
 
 
@@ -51,6 +53,9 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
          "duplicate feed name 'a'"),
         ('[[feeds]]\nname = "a"\nurl = "https://e.com/1"\ninterval = 5', "feeds[0]: unknown key `interval`"),
         ("feeds = 3", "`feeds` must be an array of tables"),
+        ("[dedup]\nthreshold = 1.5", "`dedup`: threshold must be in (0, 1]"),
+        ("[dedup]\nbands = 500", "`dedup`: bands must be between 1 and num_perm"),
+        ("[dedup]\nshingles = 2", "unknown key `dedup.shingles`"),
         ("this is = not toml =", "invalid TOML"),
     ],
 )  # fmt: skip

@@ -42,6 +42,7 @@ def test_dask_runner_matches_local_runner(tmp_path: Path, seeds_dir: Path, dask_
     shutil.copyfile(feeds / "rss2.xml", seeds_dir / "wire-mirror.xml")  # every item a duplicate
     shutil.copyfile(feeds / "atom.xml", seeds_dir / "east.atom")
     shutil.copyfile(feeds / "truncated.xml", seeds_dir / "half.xml")  # a reject and a kept item
+    shutil.copyfile(FIXTURES / "near_duplicates.jsonl", seeds_dir / "near.jsonl")  # one near copy
 
     local = run_cycle(make_config(tmp_path, seeds_dir, out="local"))
     dask = run_cycle(
@@ -52,8 +53,8 @@ def test_dask_runner_matches_local_runner(tmp_path: Path, seeds_dir: Path, dask_
     assert dask.runner == DASK_RUNNER
     expected, got = _lake(tmp_path / "local"), _lake(tmp_path / "dask")
     # Every branch of the graph produced rows, so a branch the runner skipped would show.
-    assert len(expected["articles"]) == 7
-    assert len(expected["duplicates"]) == 3
+    assert len(expected["articles"]) == 9
+    assert sorted(d["reason"] for d in expected["duplicates"]) == ["near_duplicate"] + ["same_url"] * 3
     assert {r["reason"] for r in expected["rejects"]} == {"malformed_feed_partial", "empty_entry"}
     assert got == expected
     assert dask.run_id == local.run_id

@@ -1,0 +1,175 @@
+"""Near duplicates: signatures, the keyed grouping, clusters, and their properties."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.clean import clean_entry
+from pipeline.deduplicate import DeduplicateArticles, group_links, member_keys, new_order, resolve_links
+from pipeline.near_dup import NearDupSettings, signature, similarity
+from schemas.records import Article, Entry
+
+T0 = datetime(2024, 6, 19, tzinfo=timezone.utc)
+SETTINGS = NearDupSettings()
+rnd = random.Random(3)
+VOCAB = [f"w{i}" for i in range(3000)]
+
+
+def words(n: int = 300) -> list[str]:
+    return rnd.choices(VOCAB, k=n)
+
+
+def edit(ws: list[str], share: float) -> list[str]:
+    out = list(ws)
+    for i in rnd.sample(range(len(out)), int(len(out) * share)):
+        out[i] = rnd.choice(VOCAB)
+    return out
+
+
+def make(n: int, ws: list[str], minutes: int = 0, url: str | None = None) -> Article:
+    result = clean_entry(
+        Entry(
+            raw_id=f"raw-{n}",
+            source=f"src-{n}",
+            source_kind="feed",
+            origin="o",
+            fetched_at=T0 + timedelta(minutes=minutes),
+            position=0,
+            title=f"Headline {n}",
+            text=" ".join(ws),
+            url=url or f"https://site{n}.example.com/story",
+        )
+    )
+    assert isinstance(result, Article)
+    return result
+
+
+def dedup(articles: list[Article]) -> dict[str, tuple[str, str]]:
+    """Without Beam: {dropped article id: (kept article id, reason)} by the step's own functions."""
+    members = [(new_order(a), a.article_id, a.content_hash, signature(a.text, SETTINGS)) for a in articles]
+    groups: dict[bytes, list] = {}
+    for m in members:
+        for key, member in member_keys(m, SETTINGS):
+            groups.setdefault(key, []).append(member)
+    links = [link for kv in groups.items() for link in group_links(kv, SETTINGS)]
+    by_order = {new_order(a): a.article_id for a in articles}
+    return {by_order[o]: (by_order[root], reason) for o, (root, reason, _) in resolve_links(links).items()}
+
+
+def test_similarity_tracks_edits() -> None:
+    base = words()
+    sig = signature(" ".join(base), SETTINGS)
+    assert sig is not None and similarity(sig, sig) == 1.0
+    light = signature(" ".join(edit(base, 0.05)), SETTINGS)
+    heavy = signature(" ".join(edit(base, 0.5)), SETTINGS)
+    other = signature(" ".join(words()), SETTINGS)
+    assert similarity(sig, light) > SETTINGS.threshold > similarity(sig, heavy) > similarity(sig, other)
+
+
+def test_short_texts_are_not_signed() -> None:
+    assert signature("only a few words here", SETTINGS) is None
+
+
+def test_near_copy_is_dropped_first_seen_kept_and_unrelated_kept() -> None:
+    base = words()
+    original, copy, unrelated = make(1, base, 0), make(2, edit(base, 0.1), 5), make(3, words(), 1)
+    assert dedup([copy, unrelated, original]) == {copy.article_id: (original.article_id, "near_duplicate")}
+
+
+def test_chains_collapse_to_the_first_seen_article() -> None:
+    base = words()
+    a = make(1, base, 0)
+    b = make(2, edit(base, 0.1), 1)
+    c = make(3, edit(b.text.split(), 0.1), 2)
+    result = dedup([c, b, a])
+    assert result[b.article_id][0] == a.article_id and result[c.article_id][0] == a.article_id
+
+
+doc_strategy = st.lists(
+    st.tuples(st.integers(0, 3), st.sampled_from([0.0, 0.05, 0.1, 0.6]), st.integers(0, 30)),
+    min_size=1,
+    max_size=8,
+)
+BASES = [words() for _ in range(4)]
+
+
+def build(spec: list[tuple[int, float, int]]) -> list[Article]:
+    local = random.Random(11)
+    out = []
+    for n, (base, share, minutes) in enumerate(spec):
+        ws = list(BASES[base])
+        for i in local.sample(range(len(ws)), int(len(ws) * share)):
+            ws[i] = local.choice(VOCAB)
+        out.append(make(n, ws, minutes))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(doc_strategy, st.randoms(use_true_random=False))
+def test_order_and_repetition_change_nothing(spec: list[tuple[int, float, int]], shuffler) -> None:
+    articles = build(spec)
+    expected = dedup(articles)
+    shuffled = list(articles)
+    shuffler.shuffle(shuffled)
+    assert dedup(shuffled) == expected
+    kept = [a for a in articles if a.article_id not in expected]
+    # Every drop points at an article that is kept.
+    assert {root for root, _ in expected.values()} <= {a.article_id for a in kept}
+
+
+def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
+    from pipeline.lake import Lake, stage_partition
+    from schemas.records import IndexEntry
+
+    base, other = words(), words()
+    old = make(1, base, 0)
+    entry = IndexEntry(
+        old.article_id, old.content_hash, old.fetched_at, old.published_at,
+        signature(old.text, SETTINGS), DeduplicateArticles([], "", SETTINGS).scheme, old.partition_date,
+    )  # fmt: skip
+    staged = stage_partition(str(tmp_path), "r" * 32, "dedup_index", old.partition_date, [entry])
+    Lake(tmp_path).commit("r" * 32, [], [staged])
+    index = [str(p) for p in Lake(tmp_path).committed_files("dedup_index")]
+
+    copy_of_old = make(2, edit(base, 0.1), 60)
+    fresh, fresh_copy = make(3, other, 61), make(4, edit(other, 0.05), 62)
+    with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        out = (
+            p
+            | beam.Create([fresh_copy, copy_of_old, fresh])
+            | DeduplicateArticles(index, "2024-01-01", SETTINGS)
+        )
+        assert_that(
+            out["articles"] | beam.Map(lambda a: a.article_id), equal_to([fresh.article_id]), label="kept"
+        )
+        assert_that(
+            out["duplicates"] | beam.Map(lambda d: (d.article_id, d.duplicate_of, d.reason)),
+            equal_to(
+                [
+                    (copy_of_old.article_id, old.article_id, "near_duplicate"),
+                    (fresh_copy.article_id, fresh.article_id, "near_duplicate"),
+                ]
+            ),
+            label="dropped",
+        )
+        assert_that(
+            out["duplicates"] | "Similarity" >> beam.Map(lambda d: SETTINGS.threshold <= d.similarity < 1.0),
+            equal_to([True, True]),
+            label="similarity",
+        )
+        assert_that(
+            out["index"] | beam.Map(lambda e: e.signature is not None), equal_to([True]), label="index"
+        )
+
+    # Outside the lookback, the indexed article is no longer a near-duplicate candidate.
+    with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        out = p | beam.Create([copy_of_old]) | DeduplicateArticles(index, "2030-01-01", SETTINGS)
+        assert_that(out["duplicates"], equal_to([]))
