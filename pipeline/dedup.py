@@ -1,41 +1,144 @@
-"""Exact deduplication decisions (pure).
+"""Deduplication decisions (pure): who is a copy of whom, and why.
 
-Rule: the first-seen copy is the article. An article committed by an earlier
-run always wins; among new copies the survivor is the earliest fetched, then
-the earliest published (undated last), then the smallest article_id, content
-hash and raw id: a total order, so the choice never depends on input order or
-on how the runner splits bundles, and runs in fetch order agree with one run
-over their union.
+Each article becomes a small member (order, article id, content hash, MinHash
+signature) filed under its keys: its article id, its content hash and one key
+per LSH band. Members sharing a key are linked (exact keys always; band keys
+when the signatures are similar enough); the links' connected components are
+clusters, and the first-seen member of each cluster is the article.
+
+First seen: an article committed by an earlier run always wins; among new
+copies the earliest fetched, then the earliest published (undated last), then
+the smallest ids. `order` encodes that as one sortable string that also names
+each copy uniquely, so decisions depend only on the set of copies, never on
+input order or on how a runner splits the work.
 
 Reasons recorded for the copies that are not written:
 - `same_url`: same canonical URL, same content;
 - `revised`: same canonical URL, different content (an edited article);
-- `same_content`: same normalised content under another URL;
-- `near_duplicate`: similar content (see `pipeline.near_dup`).
+- `same_content`: same normalised body under another URL;
+- `near_duplicate`: estimated similarity of the bodies >= the threshold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 
+from pipeline.near_dup import NearDupSettings, band_keys, signature, similarity
 from schemas.records import Article, Duplicate
 
-_END_OF_TIME = datetime.max
+NEW, INDEXED = "1", "0"  # articles of earlier runs sort before every new one
+_URL, _CONTENT, _BAND = b"u", b"c", b"b"
+# Which link explains a drop best, when an article has several.
+_REASON_RANK = {"same_url": 0, "revised": 1, "same_content": 2, "near_duplicate": 3}
+
+# (order, article_id, content_hash, signature or None)
+Member = tuple[str, str, str, bytes | None]
+# (later order, earlier order, reason, similarity)
+Link = tuple[str, str, str, float]
+# for each dropped copy's order: (its cluster's first-seen order, reason, similarity)
+Drops = dict[str, tuple[str, str, float]]
 
 
-@dataclass(frozen=True)
-class Existing:
-    """Marks a key as taken by an article committed in an earlier run."""
-
-    article_id: str
-    content_hash: str
+def _stamp(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
 
 
-def survivor_order(a: Article) -> tuple[datetime, bool, datetime, str, str, str]:
+def new_order(a: Article) -> str:
     published = a.published_at or a.fetched_at
-    return (a.fetched_at, a.published_at is None, published, a.article_id, a.content_hash, a.raw_id)
+    undated = "1" if a.published_at is None else "0"
+    parts = (NEW, _stamp(a.fetched_at), undated, _stamp(published), a.article_id, a.content_hash)
+    return "|".join((*parts, a.raw_id, f"{a.position:06d}"))
+
+
+def indexed_order(fetched_at: datetime, article_id: str) -> str:
+    return f"{INDEXED}|{_stamp(fetched_at)}|{article_id}"
+
+
+def order_article_id(order: str) -> str:
+    parts = order.split("|")
+    return parts[4] if parts[0] == NEW else parts[2]
+
+
+def member(a: Article, settings: NearDupSettings) -> Member:
+    return new_order(a), a.article_id, a.content_hash, signature(a.text, settings)
+
+
+def member_keys(m: Member, settings: NearDupSettings) -> Iterator[tuple[bytes, Member]]:
+    _, article_id, content_hash, sig = m
+    yield _URL + article_id.encode(), m
+    yield _CONTENT + content_hash.encode(), m
+    if sig is not None:
+        for key in band_keys(sig, settings):
+            yield _BAND + key, m
+
+
+def group_links(kv: tuple[bytes, Iterable[Member]], settings: NearDupSettings) -> Iterator[Link]:
+    """Links within one key group: every member to the first-seen one for an exact key;
+    verified pairs (each member against up to `max_bucket_comparisons` before it) for a band."""
+    key, members = kv
+    ordered = sorted(set(members))
+    if len(ordered) < 2:
+        return
+    kind = key[:1]
+    if kind != _BAND:
+        first = ordered[0]
+        for m in ordered[1:]:
+            if m[0].startswith(INDEXED):
+                continue  # earlier runs' articles were settled by earlier runs
+            if kind == _URL:
+                yield m[0], first[0], "same_url" if m[2] == first[2] else "revised", 1.0
+            else:
+                yield m[0], first[0], "same_content", 1.0
+        return
+    for i, later in enumerate(ordered):
+        if later[0].startswith(INDEXED) or later[3] is None:
+            continue
+        for earlier in ordered[max(0, i - settings.max_bucket_comparisons) : i]:
+            if earlier[3] is None:
+                continue
+            sim = similarity(later[3], earlier[3])
+            if sim >= settings.threshold:
+                yield later[0], earlier[0], "near_duplicate", round(sim, 4)
+
+
+def resolve_links(links: Iterable[Link]) -> Drops:
+    """Clusters of linked copies; every member but the first-seen is dropped, explained by
+    its strongest link (exact before near, then higher similarity)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    best: dict[str, tuple[int, float, str]] = {}
+    for later, earlier, reason, sim in sorted(links):
+        for node in (later, earlier):
+            candidate = (_REASON_RANK[reason], -sim, reason)
+            if node not in best or candidate < best[node]:
+                best[node] = candidate
+        a, b = find(later), find(earlier)
+        if a != b:
+            parent[max(a, b)] = min(a, b)  # orders sort first-seen first
+    drops: Drops = {}
+    for node in parent:
+        root = find(node)
+        if root != node:
+            _, neg_sim, reason = best[node]
+            drops[node] = (root, reason, -neg_sim)
+    return drops
+
+
+def decide(members: Iterable[Member], settings: NearDupSettings) -> Drops:
+    """The whole decision in memory: what DeduplicateArticles computes with a shuffle."""
+    groups: dict[bytes, list[Member]] = {}
+    for m in members:
+        for key, keyed in member_keys(m, settings):
+            groups.setdefault(key, []).append(keyed)
+    return resolve_links(link for kv in groups.items() for link in group_links(kv, settings))
 
 
 def as_duplicate(copy: Article, of: str, reason: str, similarity: float = 1.0) -> Duplicate:
@@ -49,28 +152,3 @@ def as_duplicate(copy: Article, of: str, reason: str, similarity: float = 1.0) -
         similarity=similarity,
         content_hash=copy.content_hash,
     )
-
-
-def resolve_group(items: Iterable[Article | Existing], reason: str) -> tuple[Article | None, list[Duplicate]]:
-    """The surviving new article of one key group (None if an earlier run owns the key)
-    and a duplicate record for every other copy.
-
-    With reason `same_url`, a copy whose content differs from the survivor's is
-    recorded as `revised`.
-    """
-    items = list(items)
-    existing = sorted((x for x in items if isinstance(x, Existing)), key=lambda e: e.article_id)
-    articles = sorted((x for x in items if isinstance(x, Article)), key=survivor_order)
-    if not articles:
-        return None, []
-    if existing:
-        keeper_id, keeper_hash = existing[0].article_id, existing[0].content_hash
-        survivor, copies = None, articles
-    else:
-        survivor, *copies = articles
-        keeper_id, keeper_hash = survivor.article_id, survivor.content_hash
-
-    def why(copy: Article) -> str:
-        return "revised" if reason == "same_url" and copy.content_hash != keeper_hash else reason
-
-    return survivor, [as_duplicate(c, keeper_id, why(c)) for c in copies]

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.clean import clean_entry
-from pipeline.deduplicate import DeduplicateArticles, group_links, member_keys, new_order, resolve_links
+from pipeline.dedup import decide, member, order_article_id
+from pipeline.deduplicate import DeduplicateArticles
 from pipeline.near_dup import NearDupSettings, signature, similarity
 from schemas.records import Article, Entry
 
@@ -53,15 +54,9 @@ def make(n: int, ws: list[str], minutes: int = 0, url: str | None = None) -> Art
 
 
 def dedup(articles: list[Article]) -> dict[str, tuple[str, str]]:
-    """Without Beam: {dropped article id: (kept article id, reason)} by the step's own functions."""
-    members = [(new_order(a), a.article_id, a.content_hash, signature(a.text, SETTINGS)) for a in articles]
-    groups: dict[bytes, list] = {}
-    for m in members:
-        for key, member in member_keys(m, SETTINGS):
-            groups.setdefault(key, []).append(member)
-    links = [link for kv in groups.items() for link in group_links(kv, SETTINGS)]
-    by_order = {new_order(a): a.article_id for a in articles}
-    return {by_order[o]: (by_order[root], reason) for o, (root, reason, _) in resolve_links(links).items()}
+    """{dropped article id: (kept article id, reason)}, decided in memory by pipeline.dedup."""
+    drops = decide([member(a, SETTINGS) for a in articles], SETTINGS)
+    return {order_article_id(o): (order_article_id(root), reason) for o, (root, reason, _) in drops.items()}
 
 
 def test_similarity_tracks_edits() -> None:
