@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
-        run_variant(args.variant, args.articles, args.shards, args.out, args.threshold)
+        run_variant(args.variant, args.articles, args.shards, args.out, args.threshold, [])
         return
 
     planted = truth(args.articles, args.shards)

@@ -108,6 +108,9 @@ _TRACKING_PARAMS = {
     "igshid", "ocid", "cmpid", "xtor", "_ga", "ref_src", "ref_url", "smid", "spm",
 }  # fmt: skip
 _TRACKING_PREFIXES = ("utm_", "itm_", "pk_", "mtm_")
+_AMP_PARAMS = {"amp", "outputtype", "output"}  # ?amp=1, ?outputType=amp
+_HOST_VARIANT = re.compile(r"^(?:www|m|mobile|amp)\.(?=[^.]+\.[^.]+)")
+_AMP_PATH = re.compile(r"(?:/amp|\.amp)(?=/?$)|/amp(?=/)", re.I)
 
 
 def canonical_url(url: str | None) -> str | None:
@@ -126,16 +129,18 @@ def canonical_url(url: str | None) -> str | None:
     if scheme not in ("http", "https") or not parts.hostname:
         return None
     host = parts.hostname.lower().rstrip(".")
-    if host.startswith("www."):
-        host = host[4:]
+    # www., mobile and AMP hosts serve the same article as the main host.
+    host = _HOST_VARIANT.sub("", host)
     if port and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
     query = sorted(
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if k.lower() not in _TRACKING_PARAMS and not k.lower().startswith(_TRACKING_PREFIXES)
+        if k.lower() not in _TRACKING_PARAMS
+        and not k.lower().startswith(_TRACKING_PREFIXES)
+        and not (k.lower() in _AMP_PARAMS and v.lower() in ("1", "amp", "true", ""))
     )
-    path = parts.path or "/"
+    path = _AMP_PATH.sub("", parts.path) or "/"
     # http and https copies of one page are one article.
     return urlunsplit(("https", host, path, urlencode(query), ""))
 

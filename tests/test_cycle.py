@@ -204,3 +204,41 @@ def test_feed_state_waits_for_the_commit(tmp_path: Path, seeds_dir: Path, feed_s
     assert len(titles) == 4 and len(set(titles)) == 4
     assert report.manifest is not None and len(report.manifest["raw_batches"]) == 2
     assert os.path.exists(config.output_dir / "_state" / "feeds.json")
+
+
+def _articles_without_run(out: Path) -> list[dict]:
+    return duck_rows(out, "articles", "* EXCLUDE (run_id)", order="article_id")
+
+
+def test_two_runs_equal_one_run_over_their_union(
+    tmp_path: Path, seeds_dir: Path, feed_server, monkeypatch
+) -> None:
+    """Polls of overlapping feed content, committed run by run, give the dataset that one
+    run over both polls gives."""
+
+    def clock_from_8am():
+        times = iter(datetime(2024, 6, 21, h, tzinfo=timezone.utc) for h in range(8, 20))
+        return lambda: next(times)
+
+    separate_clock, union_clock = clock_from_8am(), clock_from_8am()  # both lakes see the same polls
+
+    feeds = [FeedSource("wire", feed_server.url("/rss"))]
+    separate = make_config(tmp_path, seeds_dir, feeds, out="separate")
+    union = make_config(tmp_path, seeds_dir, feeds, out="union")
+
+    feed_server.routes["/rss"] = Route(feed_fixture("rss2.xml"))
+    run_cycle(separate, clock=separate_clock)
+    monkeypatch.setattr(
+        "pipeline.run.build_graph", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop"))
+    )
+    with pytest.raises(RuntimeError):
+        run_cycle(union, clock=union_clock)  # lands the first poll, processes nothing
+    monkeypatch.undo()
+
+    feed_server.routes["/rss"] = Route(feed_fixture("rss2_update.xml"))
+    run_cycle(separate, clock=separate_clock)
+    report = run_cycle(union, clock=union_clock)  # processes both polls at once
+    assert report.manifest is not None and len(report.manifest["raw_batches"]) == 2
+
+    assert _articles_without_run(tmp_path / "separate") == _articles_without_run(tmp_path / "union")
+    assert len(_articles_without_run(tmp_path / "union")) == 5
