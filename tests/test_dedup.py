@@ -8,32 +8,25 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.clean import clean_entry
 from pipeline.dedup import decide, indexed_order, member, order_article_id
 from pipeline.near_dup import NearDupSettings
-from schemas.records import Article, Entry
+from schemas.records import Article
+from tests.factories import make_article
 
 T0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
 SETTINGS = NearDupSettings()
 
 
-def make_article(url_n: int, text_n: int, day: int, hour: int) -> Article:
-    result = clean_entry(
-        Entry(
-            raw_id=f"raw-{url_n}-{text_n}-{day}-{hour}",
-            source=f"src-{hour % 3}",
-            source_kind="feed",
-            origin="o",
-            fetched_at=T0 + timedelta(days=5, hours=hour),
-            position=0,
-            title=f"Story {text_n}",
-            text=f"Body number {text_n}.",
-            url=f"https://example.com/{url_n}",
-            published_at=T0 + timedelta(days=day),
-        )
+def article(url_n: int, text_n: int, day: int, hour: int) -> Article:
+    return make_article(
+        raw_id=f"raw-{url_n}-{text_n}-{day}-{hour}",
+        source=f"src-{hour % 3}",
+        fetched_at=T0 + timedelta(days=5, hours=hour),
+        title=f"Story {text_n}",
+        text=f"Body number {text_n}.",
+        url=f"https://example.com/{url_n}",
+        published_at=T0 + timedelta(days=day),
     )
-    assert isinstance(result, Article)
-    return result
 
 
 def dropped(articles: list[Article], index: list = ()) -> dict[str, tuple[str, str]]:
@@ -45,7 +38,7 @@ def dropped(articles: list[Article], index: list = ()) -> dict[str, tuple[str, s
 
 
 articles = st.lists(
-    st.builds(make_article, st.integers(0, 4), st.integers(0, 4), st.integers(0, 3), st.integers(0, 5)),
+    st.builds(article, st.integers(0, 4), st.integers(0, 4), st.integers(0, 3), st.integers(0, 5)),
     max_size=12,
     unique_by=lambda a: a.raw_id,
 )
@@ -71,24 +64,24 @@ def test_kept_articles_are_unique_by_url_and_content(items: list[Article]) -> No
 
 
 def test_the_first_seen_copy_survives_then_the_earliest_published() -> None:
-    seen_later, seen_first = make_article(1, 1, day=1, hour=4), make_article(1, 1, day=3, hour=0)
+    seen_later, seen_first = article(1, 1, day=1, hour=4), article(1, 1, day=3, hour=0)
     assert dropped([seen_later, seen_first]) == {seen_later.raw_id: (seen_first.article_id, "same_url")}
-    published_later, published_first = make_article(1, 1, day=3, hour=2), make_article(1, 1, day=1, hour=2)
+    published_later, published_first = article(1, 1, day=3, hour=2), article(1, 1, day=1, hour=2)
     assert set(dropped([published_later, published_first])) == {published_later.raw_id}
 
 
 def test_a_changed_copy_of_the_same_url_is_a_revision() -> None:
-    first, edited = make_article(1, 1, day=1, hour=0), make_article(1, 2, day=1, hour=1)
+    first, edited = article(1, 1, day=1, hour=0), article(1, 2, day=1, hour=1)
     assert dropped([edited, first]) == {edited.raw_id: (first.article_id, "revised")}
 
 
 def test_same_content_under_another_url() -> None:
-    first, mirror = make_article(1, 1, day=1, hour=0), make_article(2, 1, day=1, hour=1)
+    first, mirror = article(1, 1, day=1, hour=0), article(2, 1, day=1, hour=1)
     assert dropped([mirror, first]) == {mirror.raw_id: (first.article_id, "same_content")}
 
 
 def test_an_article_in_the_lake_always_wins() -> None:
-    new = make_article(1, 1, day=0, hour=0)
+    new = article(1, 1, day=0, hour=0)
     old = (indexed_order(T0 + timedelta(days=30), new.article_id), new.article_id, "other-hash", None)
     assert dropped([new], [old]) == {new.raw_id: (new.article_id, "revised")}
 

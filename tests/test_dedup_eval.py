@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.clean import clean_entry
-from schemas.records import Article, Entry
+from schemas.records import Article
+from tests.factories import make_article
 from tests.test_near_dup import dedup
 
 CASES = json.loads((Path(__file__).parent / "eval" / "dedup_cases.json").read_text(encoding="utf-8"))
@@ -17,21 +17,14 @@ T0 = datetime(2025, 6, 4, 6, 0, tzinfo=timezone.utc)
 
 
 def article(spec: dict) -> Article:
-    result = clean_entry(
-        Entry(
-            raw_id=f"raw-{spec['key']}",
-            source=f"feed-{spec['key']}",
-            source_kind="feed",
-            origin="o",
-            fetched_at=T0 + timedelta(minutes=spec["minute"]),
-            position=0,
-            title=spec["title"],
-            text=spec["text"],
-            url=spec["url"],
-        )
+    return make_article(
+        raw_id=f"raw-{spec['key']}",
+        source=f"feed-{spec['key']}",
+        fetched_at=T0 + timedelta(minutes=spec["minute"]),
+        title=spec["title"],
+        text=spec["text"],
+        url=spec["url"],
     )
-    assert isinstance(result, Article)
-    return result
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])

@@ -12,11 +12,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.clean import clean_entry
 from pipeline.dedup import decide, member, order_article_id
 from pipeline.deduplicate import DeduplicateArticles
 from pipeline.near_dup import NearDupSettings, signature, similarity
-from schemas.records import Article, Entry
+from schemas.records import Article
+from tests.factories import make_article
 
 T0 = datetime(2024, 6, 19, tzinfo=timezone.utc)
 SETTINGS = NearDupSettings()
@@ -36,21 +36,14 @@ def edit(ws: list[str], share: float) -> list[str]:
 
 
 def make(n: int, ws: list[str], minutes: int = 0, url: str | None = None) -> Article:
-    result = clean_entry(
-        Entry(
-            raw_id=f"raw-{n}",
-            source=f"src-{n}",
-            source_kind="feed",
-            origin="o",
-            fetched_at=T0 + timedelta(minutes=minutes),
-            position=0,
-            title=f"Headline {n}",
-            text=" ".join(ws),
-            url=url or f"https://site{n}.example.com/story",
-        )
+    return make_article(
+        raw_id=f"raw-{n}",
+        source=f"src-{n}",
+        fetched_at=T0 + timedelta(minutes=minutes),
+        title=f"Headline {n}",
+        text=" ".join(ws),
+        url=url or f"https://site{n}.example.com/story",
     )
-    assert isinstance(result, Article)
-    return result
 
 
 def dedup(articles: list[Article]) -> dict[str, tuple[str, str]]:
