@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench constraints clean
+.PHONY: run test lint bench bench-dedup constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+bench-dedup: $(STAMP)
+	$(BIN)/python -m bench.dedup $(ARGS)
 
 constraints: $(STAMP)
 	(echo '# Every dependency pinned (Python 3.11, Linux x86_64). Regenerate with: make constraints'; \
