@@ -22,9 +22,10 @@ Reasons recorded for the copies that are not written:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from pipeline.near_dup import NearDupSettings, band_keys, signature, similarity
+from pipeline.near_dup import NearDupSettings, band_keys, compact, compact_similarity, signature
+from schemas.ids import stable_id
 from schemas.records import Article, Duplicate
 
 NEW, INDEXED = "1", "0"  # articles of earlier runs sort before every new one
@@ -34,30 +35,30 @@ _REASON_RANK = {"same_url": 0, "revised": 1, "same_content": 2, "near_duplicate"
 
 # (order, article_id, content_hash, signature or None)
 Member = tuple[str, str, str, bytes | None]
-# (later order, earlier order, reason, similarity)
-Link = tuple[str, str, str, float]
-# for each dropped copy's order: (its cluster's first-seen order, reason, similarity)
+# (later order, earlier order, earlier article_id, reason, similarity)
+Link = tuple[str, str, str, str, float]
+# for each dropped copy's order: (the article_id its cluster keeps, reason, similarity)
 Drops = dict[str, tuple[str, str, float]]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _stamp(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    """Microseconds since 1970 as 16 hex digits: fixed width, so strings sort as times."""
+    micros = (when - _EPOCH) // timedelta(microseconds=1)
+    return f"{max(micros, 0):016x}"
 
 
 def new_order(a: Article) -> str:
+    """Fetched, undated flag, published, then an id of this copy: 50 sortable characters."""
     published = a.published_at or a.fetched_at
     undated = "1" if a.published_at is None else "0"
-    parts = (NEW, _stamp(a.fetched_at), undated, _stamp(published), a.article_id, a.content_hash)
-    return "|".join((*parts, a.raw_id, f"{a.position:06d}"))
+    copy = stable_id(a.article_id, a.content_hash, a.raw_id, str(a.position), length=16)
+    return f"{NEW}{_stamp(a.fetched_at)}{undated}{_stamp(published)}{copy}"
 
 
 def indexed_order(fetched_at: datetime, article_id: str) -> str:
-    return f"{INDEXED}|{_stamp(fetched_at)}|{article_id}"
-
-
-def order_article_id(order: str) -> str:
-    parts = order.split("|")
-    return parts[4] if parts[0] == NEW else parts[2]
+    return f"{INDEXED}{_stamp(fetched_at)}{stable_id(article_id, length=16)}"
 
 
 def member(a: Article, settings: NearDupSettings) -> Member:
@@ -65,12 +66,16 @@ def member(a: Article, settings: NearDupSettings) -> Member:
 
 
 def member_keys(m: Member, settings: NearDupSettings) -> Iterator[tuple[bytes, Member]]:
-    _, article_id, content_hash, sig = m
-    yield _URL + article_id.encode(), m
-    yield _CONTENT + content_hash.encode(), m
+    """A member under each of its keys. Exact keys need no signature; band keys carry the
+    compact one (a quarter of the size): what is shuffled is 23 copies per article."""
+    order, article_id, content_hash, sig = m
+    light: Member = (order, article_id, content_hash, None)
+    yield _URL + article_id.encode(), light
+    yield _CONTENT + content_hash.encode(), light
     if sig is not None:
+        banded: Member = (order, article_id, content_hash, compact(sig))
         for key in band_keys(sig, settings):
-            yield _BAND + key, m
+            yield _BAND + key, banded
 
 
 def group_links(kv: tuple[bytes, Iterable[Member]], settings: NearDupSettings) -> Iterator[Link]:
@@ -87,9 +92,9 @@ def group_links(kv: tuple[bytes, Iterable[Member]], settings: NearDupSettings) -
             if m[0].startswith(INDEXED):
                 continue  # earlier runs' articles were settled by earlier runs
             if kind == _URL:
-                yield m[0], first[0], "same_url" if m[2] == first[2] else "revised", 1.0
+                yield m[0], first[0], first[1], "same_url" if m[2] == first[2] else "revised", 1.0
             else:
-                yield m[0], first[0], "same_content", 1.0
+                yield m[0], first[0], first[1], "same_content", 1.0
         return
     for i, later in enumerate(ordered):
         if later[0].startswith(INDEXED) or later[3] is None:
@@ -97,15 +102,16 @@ def group_links(kv: tuple[bytes, Iterable[Member]], settings: NearDupSettings) -
         for earlier in ordered[max(0, i - settings.max_bucket_comparisons) : i]:
             if earlier[3] is None:
                 continue
-            sim = similarity(later[3], earlier[3])
+            sim = compact_similarity(later[3], earlier[3])
             if sim >= settings.threshold:
-                yield later[0], earlier[0], "near_duplicate", round(sim, 4)
+                yield later[0], earlier[0], earlier[1], "near_duplicate", round(sim, 4)
 
 
 def resolve_links(links: Iterable[Link]) -> Drops:
     """Clusters of linked copies; every member but the first-seen is dropped, explained by
     its strongest link (exact before near, then higher similarity)."""
     parent: dict[str, str] = {}
+    article_ids: dict[str, str] = {}
 
     def find(x: str) -> str:
         parent.setdefault(x, x)
@@ -115,7 +121,8 @@ def resolve_links(links: Iterable[Link]) -> Drops:
         return x
 
     best: dict[str, tuple[int, float, str]] = {}
-    for later, earlier, reason, sim in sorted(links):
+    for later, earlier, earlier_id, reason, sim in sorted(links):
+        article_ids[earlier] = earlier_id  # a cluster's first-seen member is always an `earlier`
         for node in (later, earlier):
             candidate = (_REASON_RANK[reason], -sim, reason)
             if node not in best or candidate < best[node]:
@@ -128,7 +135,7 @@ def resolve_links(links: Iterable[Link]) -> Drops:
         root = find(node)
         if root != node:
             _, neg_sim, reason = best[node]
-            drops[node] = (root, reason, -neg_sim)
+            drops[node] = (article_ids[root], reason, -neg_sim)
     return drops
 
 

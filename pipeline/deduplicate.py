@@ -23,7 +23,6 @@ from pipeline.dedup import (
     indexed_order,
     member,
     member_keys,
-    order_article_id,
     resolve_links,
 )
 from pipeline.near_dup import NearDupSettings
@@ -56,9 +55,9 @@ def _route(
 ) -> Iterator[Article | Duplicate | IndexEntry]:
     article, (order, _, _, sig) = signed
     if order in drops:
-        root, reason, sim = drops[order]
+        kept_id, reason, sim = drops[order]
         Metrics.counter(NAMESPACE, f"duplicates.{reason}").inc()
-        yield as_duplicate(article, order_article_id(root), reason, sim)
+        yield as_duplicate(article, kept_id, reason, sim)
         return
     yield article
     yield IndexEntry(

@@ -66,6 +66,18 @@ def similarity(a: bytes, b: bytes) -> float:
     return float(np.mean(np.frombuffer(a, dtype="<u4") == np.frombuffer(b, dtype="<u4")))
 
 
+def compact(sig: bytes) -> bytes:
+    """The low byte of each MinHash value: a quarter of the size, for shuffling."""
+    return np.frombuffer(sig, dtype="<u4").astype(np.uint8).tobytes()
+
+
+def compact_similarity(a: bytes, b: bytes) -> float:
+    """Jaccard estimate from compact signatures; unrelated values collide with probability
+    1/256, which this corrects for (b-bit MinHash, b = 8)."""
+    agree = float(np.mean(np.frombuffer(a, dtype=np.uint8) == np.frombuffer(b, dtype=np.uint8)))
+    return max(0.0, (agree - 1 / 256) / (1 - 1 / 256))
+
+
 def band_keys(sig: bytes, settings: NearDupSettings) -> list[bytes]:
     width = settings.rows * 4
     return [

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dedup import decide, indexed_order, member, order_article_id
+from pipeline.dedup import decide, indexed_order, member
 from pipeline.near_dup import NearDupSettings
 from schemas.records import Article
 from tests.factories import make_article
@@ -34,7 +34,7 @@ def dropped(articles: list[Article], index: list = ()) -> dict[str, tuple[str, s
     members = [member(a, SETTINGS) for a in articles]
     raw_of = {m[0]: a.raw_id for m, a in zip(members, articles, strict=True)}
     drops = decide([*members, *index], SETTINGS)
-    return {raw_of[o]: (order_article_id(root), reason) for o, (root, reason, _) in drops.items()}
+    return {raw_of[o]: (kept, reason) for o, (kept, reason, _) in drops.items()}
 
 
 articles = st.lists(

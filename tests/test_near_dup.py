@@ -12,9 +12,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dedup import decide, member, order_article_id
+from pipeline.dedup import decide, member
 from pipeline.deduplicate import DeduplicateArticles
-from pipeline.near_dup import NearDupSettings, signature, similarity
+from pipeline.near_dup import NearDupSettings, compact, compact_similarity, signature, similarity
 from schemas.records import Article
 from tests.factories import make_article
 
@@ -48,8 +48,10 @@ def make(n: int, ws: list[str], minutes: int = 0, url: str | None = None) -> Art
 
 def dedup(articles: list[Article]) -> dict[str, tuple[str, str]]:
     """{dropped article id: (kept article id, reason)}, decided in memory by pipeline.dedup."""
-    drops = decide([member(a, SETTINGS) for a in articles], SETTINGS)
-    return {order_article_id(o): (order_article_id(root), reason) for o, (root, reason, _) in drops.items()}
+    members = [member(a, SETTINGS) for a in articles]
+    id_of = {m[0]: m[1] for m in members}
+    drops = decide(members, SETTINGS)
+    return {id_of[o]: (kept, reason) for o, (kept, reason, _) in drops.items()}
 
 
 def test_similarity_tracks_edits() -> None:
@@ -60,6 +62,9 @@ def test_similarity_tracks_edits() -> None:
     heavy = signature(" ".join(edit(base, 0.5)), SETTINGS)
     other = signature(" ".join(words()), SETTINGS)
     assert similarity(sig, light) > SETTINGS.threshold > similarity(sig, heavy) > similarity(sig, other)
+    for copy in (light, heavy, other):
+        assert copy is not None
+        assert abs(compact_similarity(compact(sig), compact(copy)) - similarity(sig, copy)) < 0.06
 
 
 def test_short_texts_are_not_signed() -> None:
