@@ -32,14 +32,18 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dask", action="store_true", help="also run on the DaskRunner (local cluster)")
+    parser.add_argument(
+        "--two-processes", action="store_true", help="also run the FnApiRunner with 2 worker processes"
+    )
     args = parser.parse_args()
 
     variants: list[tuple[str, str, list[str]]] = [
         ("pure functions, no Beam (baseline)", "pure", []),
         ("newsbeam run, FnApiRunner", "run", []),
-        ("newsbeam run, FnApiRunner, 2 processes", "run",
-         ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
-    ]  # fmt: skip
+    ]
+    if args.two_processes:
+        two = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+        variants.append(("newsbeam run, FnApiRunner, 2 processes", "run", two))
     if args.dask:
         variants.append(("newsbeam run, DaskRunner (local cluster)", "run", ["--runner", DASK]))
 
@@ -61,6 +65,7 @@ def main() -> None:
             seconds = statistics.median(r["seconds"] for r in results)
             peak = statistics.median(r["peak_mib"] for r in results)
             rows.append((label, seconds, args.articles / seconds, peak))
+            print(f"  done: {label}: {seconds:.1f}s, {peak:.0f} MiB", flush=True)
 
     base = rows[0][1]
     print(f"{'variant':<42} {'seconds':>8} {'articles/s':>11} {'peak MiB':>9} {'x baseline':>10}")
