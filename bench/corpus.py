@@ -8,6 +8,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from bench.dedup_corpus import _vocabulary
+
 SENTENCES = [
     "Russian Defence Minister Andrei Belousov held talks with Kim Jong Un in Pyongyang on artillery.",
     "South Korea's military said North Korea fired two ballistic missiles toward the East Sea.",
@@ -24,8 +26,11 @@ SENTENCES = [
 ]
 
 
-def paragraph(rnd: random.Random, sentences: int = 4) -> str:
-    return " ".join(rnd.choice(SENTENCES) for _ in range(sentences))
+def paragraph(rnd: random.Random) -> str:
+    """One news sentence (for the tagger) and filler words: every article is distinct,
+    so deduplication keeps them all and the run writes every one."""
+    vocab, cum_weights = _vocabulary()
+    return f"{rnd.choice(SENTENCES)} {' '.join(rnd.choices(vocab, cum_weights=cum_weights, k=45))}."
 
 
 def write_corpus(folder: Path, articles: int, per_feed: int = 100, seed: int = 7) -> int:
