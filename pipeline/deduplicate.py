@@ -26,6 +26,7 @@ from pipeline.dedup import (
     resolve_links,
 )
 from pipeline.near_dup import NearDupSettings
+from pipeline.transforms import split_by_type
 from schemas.records import Article, Duplicate, IndexEntry
 
 NAMESPACE = "newsbeam"
@@ -104,7 +105,4 @@ class DeduplicateArticles(beam.PTransform):
             | "Resolve" >> beam.Map(resolve_links)
         )
         routed = signed | "Route" >> beam.FlatMap(_route, drops=beam.pvalue.AsSingleton(drops), scheme=scheme)
-        return {
-            name: routed | f"Only{name.title()}" >> beam.Filter(lambda r, t=kind: isinstance(r, t))
-            for name, kind in (("articles", Article), ("duplicates", Duplicate), ("index", IndexEntry))
-        }
+        return split_by_type(routed, "Routed", articles=Article, duplicates=Duplicate, index=IndexEntry)
