@@ -1,140 +1,51 @@
-"""Entity and topic tagging driven by a taxonomy data file.
+"""Entity and topic tagging driven by a taxonomy (see pipeline/taxonomy.py).
 
-Aliases are matched with one Aho-Corasick automaton over case- and
-accent-folded text (hyphens and apostrophes read as spaces, so "Kim Jong-un"
-and "Kim Jong Un" are one alias). Word boundaries are enforced for scripts
-that separate words with spaces; for Chinese, Japanese and Korean aliases
-they are not, since particles attach to names (러시아와, 북한은). An alias
-ending in `*` is a stem: any word characters may follow it (России, Россией).
-
-A topic rule names groups of selectors (an entity id or `country:XX`); it
-fires in a paragraph where every group has a match and, when the rule lists
-cue words, at least one cue occurs too.
+Aliases, cues and ignore phrases are matched with one Aho-Corasick automaton,
+in one pass over the case- and accent-folded article (title included).
+Hyphens and apostrophes fold to spaces, so "Kim Jong-un" and "Kim Jong Un" are
+one alias. Word boundaries are enforced for scripts that separate words with
+spaces; for Chinese, Japanese and Korean aliases they are not, since particles
+attach to names (러시아와, 북한은). An alias ending in `*` is a stem: any word
+characters may follow it (России, Россией).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
+from bisect import bisect_right
 from collections import defaultdict
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import ahocorasick
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from pipeline.taxonomy import (
+    DEFAULT_TAXONOMY,
+    Taxonomy,
+    TaxonomyError,
+    TopicRule,
+    load_taxonomy,
+    parse_taxonomy,
+)
 from schemas.records import EntityMention, TopicMatch
 
-ENTITY_TYPES = {"person", "place", "organisation", "country", "event"}
-SCOPES = {"sentence", "paragraph", "document"}
-
-
-class TaxonomyError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class EntityDef:
-    id: str
-    type: str
-    country: str | None
-    aliases: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TopicRule:
-    id: str
-    label: str
-    all_of: tuple[tuple[str, ...], ...]
-    cues: tuple[str, ...] = ()
-    scope: str = "paragraph"
-
-
-@dataclass(frozen=True)
-class Taxonomy:
-    version: str
-    entities: tuple[EntityDef, ...]
-    topics: tuple[TopicRule, ...]
-    source: str = field(default="", compare=False)
-
-
-def _need(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
-    if key not in table:
-        raise TaxonomyError(f"{where}: missing key `{key}`")
-    value = table[key]
-    if not isinstance(value, kind):
-        raise TaxonomyError(f"{where}: `{key}` must be a {kind.__name__}")
-    return value
-
-
-def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy:
-    version = _need(data, "version", source, str)
-    entities: list[EntityDef] = []
-    seen: set[str] = set()
-    for n, table in enumerate(data.get("entities", [])):
-        where = f"{source}: entities[{n}]"
-        eid = _need(table, "id", where, str)
-        where = f"{source}: entity {eid!r}"
-        if eid in seen:
-            raise TaxonomyError(f"{where}: duplicate id")
-        seen.add(eid)
-        etype = _need(table, "type", where, str)
-        if etype not in ENTITY_TYPES:
-            raise TaxonomyError(f"{where}: type must be one of {sorted(ENTITY_TYPES)}")
-        aliases_by_lang = _need(table, "aliases", where, dict)
-        aliases = tuple(a for lang in sorted(aliases_by_lang) for a in aliases_by_lang[lang])
-        if not aliases or not all(isinstance(a, str) and a.strip() for a in aliases):
-            raise TaxonomyError(f"{where}: `aliases` needs non-empty strings")
-        entities.append(EntityDef(eid, etype, table.get("country"), aliases))
-    topics: list[TopicRule] = []
-    for n, table in enumerate(data.get("topics", [])):
-        tid = _need(table, "id", f"{source}: topics[{n}]", str)
-        where = f"{source}: topic {tid!r}"
-        groups = _need(table, "all_of", where, list)
-        for group in groups:
-            if not isinstance(group, list) or not group:
-                raise TaxonomyError(f"{where}: `all_of` must be a list of non-empty lists")
-            for selector in group:
-                if not selector.startswith("country:") and selector not in seen:
-                    raise TaxonomyError(f"{where}: unknown entity {selector!r} in `all_of`")
-        cues = table.get("cues", {})
-        cue_list = (
-            tuple(c for lang in sorted(cues) for c in cues[lang]) if isinstance(cues, dict) else tuple(cues)
-        )
-        scope = table.get("scope", "paragraph")
-        if scope not in SCOPES:
-            raise TaxonomyError(f"{where}: scope must be one of {sorted(SCOPES)}")
-        topics.append(
-            TopicRule(tid, table.get("label", tid), tuple(tuple(g) for g in groups), cue_list, scope)
-        )
-    return Taxonomy(version, tuple(entities), tuple(topics), source)
-
-
-DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
-
-
-def load_taxonomy(path: Path | None = None) -> Taxonomy:
-    path = path or DEFAULT_TAXONOMY
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise TaxonomyError(f"{path}: {exc}") from exc
-    return parse_taxonomy(data, str(path))
-
+__all__ = [
+    "DEFAULT_TAXONOMY",
+    "Hit",
+    "Tagger",
+    "TaxonomyError",
+    "fold",
+    "fold_with_offsets",
+    "load_taxonomy",
+    "parse_taxonomy",
+]
 
 # --- folding ---------------------------------------------------------------
 
-_AS_SPACE = set("-‐‑‒–—'’‘`´·_") | {"\n", "\t"}
+_AS_SPACE = set("-‐‑‒–—'’‘`´·_\t")
 
 
-@lru_cache(maxsize=65536)
 def _fold_char(c: str) -> str:
     if c in _AS_SPACE:
         return " "
@@ -146,16 +57,27 @@ def _fold_char(c: str) -> str:
     return unicodedata.normalize("NFC", stripped) or " "
 
 
+# A translate table that grows as characters are first seen: str.translate then
+# folds a whole article in C instead of one Python call per character.
+_FOLD_TABLE: dict[int, str] = {}
+
+
+def _learn(text: str) -> None:
+    for c in set(text):
+        if ord(c) not in _FOLD_TABLE:
+            _FOLD_TABLE[ord(c)] = _fold_char(c)
+
+
 def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
     """Folded text and, for each folded character, the index of its source character
     (None when folding kept every character's length, the common case)."""
-    parts = list(map(_fold_char, text))
-    folded = "".join(parts)
-    if len(folded) == len(text):
+    _learn(text)
+    folded = text.translate(_FOLD_TABLE)
+    if len(folded) == len(text):  # no character folds to nothing, so none widened
         return folded, None
     offsets: list[int] = []
-    for i, part in enumerate(parts):
-        offsets.extend([i] * len(part))
+    for i, c in enumerate(text):
+        offsets.extend([i] * len(_FOLD_TABLE[ord(c)]))
     return folded, offsets
 
 
@@ -176,9 +98,12 @@ def _is_unspaced_script(text: str) -> bool:
 
 @dataclass(frozen=True)
 class _Pattern:
-    key: str  # entity id, or "cue:<topic>"
+    key: str  # entity id, "cue:<topic>", "exclude:<topic>" or "ignore"
     stem: bool
     bounded: bool
+    kind: str = "full"  # "full" | "weak" | "exact"
+    exact: str = ""  # exact aliases: the form as written
+    language: str = ""  # exact aliases: the only language they count in
 
 
 @dataclass(frozen=True)
@@ -186,6 +111,7 @@ class Hit:
     key: str
     start: int  # in the source text
     end: int
+    weak: bool = False
 
 
 def _build_automaton(patterns: dict[str, list[_Pattern]]) -> Any:
@@ -194,6 +120,10 @@ def _build_automaton(patterns: dict[str, list[_Pattern]]) -> Any:
         automaton.add_word(folded, (len(folded), tuple(items)))
     automaton.make_automaton()
     return automaton
+
+
+def _is_entity(key: str) -> bool:
+    return not key.startswith(("cue:", "exclude:"))
 
 
 class Tagger:
@@ -205,18 +135,33 @@ class Tagger:
         patterns: dict[str, list[_Pattern]] = defaultdict(list)
         for entity in taxonomy.entities:
             for alias in entity.aliases:
-                self._add(patterns, alias, entity.id)
+                self._add(patterns, alias.text, entity.id, alias.kind, alias.language)
         for topic in taxonomy.topics:
             for cue in topic.cues:
                 self._add(patterns, cue, f"cue:{topic.id}")
+            for cue in topic.exclude:
+                self._add(patterns, cue, f"exclude:{topic.id}")
+        for phrase in taxonomy.ignore:
+            self._add(patterns, phrase, "ignore")
         self._patterns = dict(patterns)
         self._automaton: Any = None
 
     @staticmethod
-    def _add(patterns: dict[str, list[_Pattern]], alias: str, key: str) -> None:
+    def _add(
+        patterns: dict[str, list[_Pattern]], alias: str, key: str, kind: str = "full", language: str = ""
+    ) -> None:
         stem = alias.endswith("*")
-        folded = " ".join(fold(alias.rstrip("*")).split())
-        pattern = _Pattern(key, stem, not _is_unspaced_script(folded))
+        written = alias.rstrip("*").strip()
+        folded = " ".join(fold(written).split())
+        exact = kind == "exact"
+        pattern = _Pattern(
+            key,
+            stem,
+            not _is_unspaced_script(folded),
+            kind,
+            written if exact else "",
+            language if exact else "",
+        )
         if folded and pattern not in patterns[folded]:
             patterns[folded].append(pattern)
 
@@ -227,7 +172,9 @@ class Tagger:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["taxonomy"])  # type: ignore[misc]
 
-    def find(self, text: str) -> list[Hit]:
+    def find(self, text: str, language: str | None = None) -> list[Hit]:
+        """Every alias, cue and exclusion cue in `text`, after overlaps, ignore
+        phrases and weak aliases are resolved. Spans index into `text`."""
         if self._automaton is None:
             self._automaton = _build_automaton(self._patterns)
         folded, offsets = fold_with_offsets(text)
@@ -247,37 +194,38 @@ class Tagger:
                     while stop < n and folded[stop].isalnum():
                         stop += 1
                 if offsets is None:
-                    hits.append(Hit(p.key, start, stop))
+                    hit = Hit(p.key, start, stop, p.kind == "weak")
                 else:
-                    hits.append(Hit(p.key, offsets[start], offsets[stop - 1] + 1))
-        return _drop_overlaps(hits)
+                    hit = Hit(p.key, offsets[start], offsets[stop - 1] + 1, p.kind == "weak")
+                if p.kind == "exact" and not _exact_ok(p, text, hit, language):
+                    continue
+                hits.append(hit)
+        kept = [h for h in _drop_overlaps(hits) if h.key != "ignore"]
+        return _resolve_weak(kept)
 
     def tag(
-        self, title: str, text: str
+        self, title: str, text: str, language: str | None = None
     ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
-        units = [title, *[p for p in text.split("\n") if p.strip()]]
-        title_len = len(title) + 1
+        document = f"{title}\n{text}"
+        hits = self.find(document, language)
+        units = _units(document)
+        text_start = len(title) + 1
         counts: dict[str, int] = defaultdict(int)
         first: dict[str, int | None] = {}
-        unit_hits: list[tuple[str, list[Hit]]] = []
-        position = -title_len  # offsets are into `text`; title hits have none
-        for unit in units:
-            hits = self.find(unit)
-            unit_hits.append((unit, hits))
-            for h in hits:
-                if h.key.startswith("cue:"):
-                    continue
-                counts[h.key] += 1
-                if h.key not in first or first[h.key] is None:
-                    first[h.key] = position + h.start if position >= 0 else None
-            position += len(unit) + 1
+        for h in hits:
+            if not _is_entity(h.key):
+                continue
+            counts[h.key] += 1
+            if first.get(h.key) is None:
+                first[h.key] = h.start - text_start if h.start >= text_start else None
         entities = tuple(
             EntityMention(eid, self.entities[eid].type, counts[eid], first[eid])
             for eid in sorted(counts, key=lambda e: (_position(first[e]), e))
         )
         countries = tuple(sorted({c for eid in counts if (c := self.entities[eid].country)}))
+        unit_hits = _hits_by_unit(document, units, hits)
         passages = {
-            scope: [(unit, self._index(hits)) for unit, hits in _scopes(scope, unit_hits)]
+            scope: [(unit, self._index(unit_hits)) for unit, unit_hits in _scopes(scope, unit_hits)]
             for scope in {rule.scope for rule in self.taxonomy.topics}
         }
         topics = tuple(
@@ -288,7 +236,7 @@ class Tagger:
         return entities, topics, countries
 
     def _index(self, hits: list[Hit]) -> dict[str, Hit]:
-        """First hit per entity id, per `country:XX` and per `cue:<topic>` in one passage."""
+        """First hit per entity id, per `country:XX` and per cue key in one passage."""
         index: dict[str, Hit] = {}
         for h in hits:
             index.setdefault(h.key, h)
@@ -299,9 +247,9 @@ class Tagger:
 
     def _topic(self, rule: TopicRule, passages: list[tuple[str, dict[str, Hit]]]) -> TopicMatch | None:
         supporting: list[tuple[str, list[Hit]]] = []
-        cue_key = f"cue:{rule.id}"
+        cue_key, exclude_key = f"cue:{rule.id}", f"exclude:{rule.id}"
         for unit, index in passages:
-            if rule.cues and cue_key not in index:
+            if (rule.cues and cue_key not in index) or exclude_key in index:
                 continue
             evidence: list[Hit] = []
             for group in rule.all_of:
@@ -322,8 +270,40 @@ class Tagger:
         return TopicMatch(rule.id, score, evidence)
 
 
+def _exact_ok(p: _Pattern, text: str, hit: Hit, language: str | None) -> bool:
+    if language != p.language:
+        return False
+    span = text[hit.start : hit.end]
+    return span.startswith(p.exact) if p.stem else span == p.exact
+
+
 def _position(value: int | None) -> int:
     return -1 if value is None else value
+
+
+def _units(document: str) -> list[tuple[int, int]]:
+    """(start, end) of the title and each non-blank paragraph in `document`."""
+    units: list[tuple[int, int]] = []
+    start = 0
+    for line in document.split("\n"):
+        end = start + len(line)
+        if line.strip() or not units:
+            units.append((start, end))
+        start = end + 1
+    return units
+
+
+def _hits_by_unit(
+    document: str, units: list[tuple[int, int]], hits: list[Hit]
+) -> list[tuple[str, list[Hit]]]:
+    """Each unit's text with its hits, offsets shifted to the unit."""
+    starts = [s for s, _ in units]
+    grouped: list[list[Hit]] = [[] for _ in units]
+    for h in hits:
+        i = bisect_right(starts, h.start) - 1
+        if i >= 0 and h.end <= units[i][1]:
+            grouped[i].append(_shift(h, -units[i][0]))
+    return [(document[s:e], grouped[i]) for i, (s, e) in enumerate(units)]
 
 
 _SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
@@ -331,7 +311,12 @@ _SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
 
 def _scopes(scope: str, unit_hits: list[tuple[str, list[Hit]]]) -> list[tuple[str, list[Hit]]]:
     if scope == "document":
-        return [("\n".join(u for u, _ in unit_hits), [h for _, hs in unit_hits for h in hs])]
+        joined: list[Hit] = []
+        offset = 0
+        for unit, hits in unit_hits:
+            joined.extend(_shift(h, offset) for h in hits)
+            offset += len(unit) + 1
+        return [("\n".join(u for u, _ in unit_hits), joined)]
     if scope == "paragraph":
         return unit_hits
     sentences: list[tuple[str, list[Hit]]] = []
@@ -348,23 +333,41 @@ def _scopes(scope: str, unit_hits: list[tuple[str, list[Hit]]]) -> list[tuple[st
 
 
 def _shift(hit: Hit, delta: int) -> Hit:
-    return Hit(hit.key, hit.start + delta, hit.end + delta)
+    return Hit(hit.key, hit.start + delta, hit.end + delta, hit.weak)
 
 
 def _drop_overlaps(hits: list[Hit]) -> list[Hit]:
-    """Longest match wins where aliases overlap ("Corée du Nord" over "Corée")."""
+    """Longest match wins where aliases (and ignore phrases) overlap ("Corée du Nord"
+    over "Corée", "FC Seoul" over "Seoul"); cues are kept as they are."""
     hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.key))
     kept: list[Hit] = []
     taken_until = -1
+    last_span = (-1, -1)
     for h in hits:
-        if h.key.startswith("cue:"):
+        if not _is_entity(h.key):
             kept.append(h)
             continue
         if h.start >= taken_until:
             kept.append(h)
             taken_until = h.end
-        elif kept and (h.start, h.end) == next(
-            ((k.start, k.end) for k in reversed(kept) if not k.key.startswith("cue:")), (-1, -1)
-        ):
+            last_span = (h.start, h.end)
+        elif (h.start, h.end) == last_span:
             kept.append(h)  # the same span may name two entities; keep both
     return kept
+
+
+def _resolve_weak(hits: list[Hit]) -> list[Hit]:
+    """A weak alias counts for an entity the article also names in full, and only
+    when exactly one of the entities sharing that span is so named."""
+    named = {h.key for h in hits if not h.weak and _is_entity(h.key)}
+    strong_spans = {(h.start, h.end) for h in hits if not h.weak and _is_entity(h.key)}
+    by_span: dict[tuple[int, int], list[Hit]] = defaultdict(list)
+    for h in hits:
+        if h.weak:
+            by_span[(h.start, h.end)].append(h)
+    resolved = {
+        span: candidates[0]
+        for span, group in by_span.items()
+        if span not in strong_spans and len(candidates := [h for h in group if h.key in named]) == 1
+    }
+    return [h for h in hits if not h.weak or resolved.get((h.start, h.end)) is h]

@@ -159,7 +159,7 @@ class _TagDoFn(beam.DoFn):
         self.tagger = tagger
 
     def process(self, article: Article) -> Iterator[Article]:
-        entities, topics, countries = self.tagger.tag(article.title, article.text)
+        entities, topics, countries = self.tagger.tag(article.title, article.text, article.language)
         for topic in topics:
             _count(f"topic.{topic.id}")
         yield dataclasses.replace(
