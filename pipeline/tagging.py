@@ -16,9 +16,10 @@ import unicodedata
 from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-import ahocorasick
+import ahocorasick_rs
 
 from pipeline.taxonomy import (
     DEFAULT_TAXONOMY,
@@ -46,6 +47,7 @@ __all__ = [
 _AS_SPACE = set("-‐‑‒–—'’‘`´·_\t")
 
 
+@cache
 def _fold_char(c: str) -> str:
     if c in _AS_SPACE:
         return " "
@@ -57,28 +59,53 @@ def _fold_char(c: str) -> str:
     return unicodedata.normalize("NFC", stripped) or " "
 
 
-# A translate table that grows as characters are first seen: str.translate then
-# folds a whole article in C instead of one Python call per character.
-_FOLD_TABLE: dict[int, str] = {}
+_FOLDING_BLOCKS = [
+    (0x0080, 0x052F),  # Latin-1 to Cyrillic Supplement, combining marks
+    (0x1E00, 0x1FFF),  # Latin Extended Additional (Vietnamese), Greek Extended
+    (0x2000, 0x24FF),  # punctuation, letterlike and number forms, enclosed alphanumerics
+    (0x3000, 0x33FF),  # CJK symbols, kana, compatibility jamo, enclosed CJK
+    (0xF900, 0xFB4F),  # CJK compatibility ideographs, Latin ligatures
+    (0xFE30, 0xFFEF),  # CJK compatibility forms, halfwidth and fullwidth forms
+]
 
 
-def _learn(text: str) -> None:
-    for c in set(text):
-        if ord(c) not in _FOLD_TABLE:
-            _FOLD_TABLE[ord(c)] = _fold_char(c)
+def _chars_to_fold() -> re.Pattern[str]:
+    """A character class of every character whose folding is more than lowercasing.
+
+    Folding then costs one C-level lower() plus a callback per such character
+    (accented letters, dashes, fullwidth forms), not a Python call per character.
+    Only the blocks where folding does more are scanned (Latin, Greek, Cyrillic,
+    punctuation, kana, compatibility and fullwidth forms); elsewhere (Hangul
+    syllables, CJK ideographs, emoji) folding is lowercasing.
+    """
+    special = ["-", "'", "`", "_", "\t"]
+    for first, last in _FOLDING_BLOCKS:
+        for cp in range(first, last + 1):
+            if _fold_char(chr(cp)) != chr(cp):
+                special.append(chr(cp))
+    return re.compile("[" + "".join(re.escape(c) for c in special) + "]")
+
+
+_TO_FOLD = _chars_to_fold()
+
+
+def _fold_match(m: re.Match[str]) -> str:
+    return _fold_char(m.group())
 
 
 def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
     """Folded text and, for each folded character, the index of its source character
     (None when folding kept every character's length, the common case)."""
-    _learn(text)
-    folded = text.translate(_FOLD_TABLE)
-    if len(folded) == len(text):  # no character folds to nothing, so none widened
-        return folded, None
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        folded = _TO_FOLD.sub(_fold_match, lowered)
+        if len(folded) == len(text):
+            return folded, None
+    parts = [_fold_char(c) for c in text]
     offsets: list[int] = []
-    for i, c in enumerate(text):
-        offsets.extend([i] * len(_FOLD_TABLE[ord(c)]))
-    return folded, offsets
+    for i, part in enumerate(parts):
+        offsets.extend([i] * len(part))
+    return "".join(parts), offsets
 
 
 def fold(text: str) -> str:
@@ -104,25 +131,23 @@ class _Pattern:
     kind: str = "full"  # "full" | "weak" | "exact"
     exact: str = ""  # exact aliases: the form as written
     language: str = ""  # exact aliases: the only language they count in
+    entity: bool = True  # an entity alias or an ignore phrase, not a cue
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     key: str
     start: int  # in the source text
     end: int
     weak: bool = False
+    entity: bool = True  # False for cues and exclusion cues
 
 
-def _build_automaton(patterns: dict[str, list[_Pattern]]) -> Any:
-    automaton = ahocorasick.Automaton()
-    for folded, items in patterns.items():
-        automaton.add_word(folded, (len(folded), tuple(items)))
-    automaton.make_automaton()
-    return automaton
+def _build_automaton(patterns: dict[str, list[_Pattern]]) -> tuple[Any, list[tuple[_Pattern, ...]]]:
+    folded = list(patterns)
+    return ahocorasick_rs.AhoCorasick(folded), [tuple(patterns[f]) for f in folded]
 
 
-def _is_entity(key: str) -> bool:
+def _is_entity_key(key: str) -> bool:
     return not key.startswith(("cue:", "exclude:"))
 
 
@@ -144,7 +169,11 @@ class Tagger:
         for phrase in taxonomy.ignore:
             self._add(patterns, phrase, "ignore")
         self._patterns = dict(patterns)
+        self._selectors = {  # what a hit on an entity answers for in a topic rule
+            e.id: (e.id, f"country:{e.country}") if e.country else (e.id,) for e in taxonomy.entities
+        }
         self._automaton: Any = None
+        self._items: list[tuple[_Pattern, ...]] = []
 
     @staticmethod
     def _add(
@@ -161,6 +190,7 @@ class Tagger:
             kind,
             written if exact else "",
             language if exact else "",
+            _is_entity_key(key),
         )
         if folded and pattern not in patterns[folded]:
             patterns[folded].append(pattern)
@@ -176,27 +206,28 @@ class Tagger:
         """Every alias, cue and exclusion cue in `text`, after overlaps, ignore
         phrases and weak aliases are resolved. Spans index into `text`."""
         if self._automaton is None:
-            self._automaton = _build_automaton(self._patterns)
+            self._automaton, self._items = _build_automaton(self._patterns)
         folded, offsets = fold_with_offsets(text)
         hits: list[Hit] = []
         n = len(folded)
-        for end, (length, items) in self._automaton.iter(folded):
-            start = end - length + 1
+        items_of = self._items
+        for index, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
             left_ok = start == 0 or not folded[start - 1].isalnum()
-            for p in items:
+            right_ok = end == n or not folded[end].isalnum()
+            for p in items_of[index]:
                 if p.bounded:
                     if not left_ok:
                         continue
-                    if not p.stem and end + 1 < n and folded[end + 1].isalnum():
+                    if not p.stem and not right_ok:
                         continue
-                stop = end + 1
+                stop = end
                 if p.stem:
                     while stop < n and folded[stop].isalnum():
                         stop += 1
                 if offsets is None:
-                    hit = Hit(p.key, start, stop, p.kind == "weak")
+                    hit = Hit(p.key, start, stop, p.kind == "weak", p.entity)
                 else:
-                    hit = Hit(p.key, offsets[start], offsets[stop - 1] + 1, p.kind == "weak")
+                    hit = Hit(p.key, offsets[start], offsets[stop - 1] + 1, p.kind == "weak", p.entity)
                 if p.kind == "exact" and not _exact_ok(p, text, hit, language):
                     continue
                 hits.append(hit)
@@ -208,12 +239,11 @@ class Tagger:
     ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
         document = f"{title}\n{text}"
         hits = self.find(document, language)
-        units = _units(document)
         text_start = len(title) + 1
         counts: dict[str, int] = defaultdict(int)
         first: dict[str, int | None] = {}
         for h in hits:
-            if not _is_entity(h.key):
+            if not h.entity:
                 continue
             counts[h.key] += 1
             if first.get(h.key) is None:
@@ -223,51 +253,57 @@ class Tagger:
             for eid in sorted(counts, key=lambda e: (_position(first[e]), e))
         )
         countries = tuple(sorted({c for eid in counts if (c := self.entities[eid].country)}))
-        unit_hits = _hits_by_unit(document, units, hits)
-        passages = {
-            scope: [(unit, self._index(unit_hits)) for unit, unit_hits in _scopes(scope, unit_hits)]
-            for scope in {rule.scope for rule in self.taxonomy.topics}
-        }
-        topics = tuple(
-            match
-            for rule in self.taxonomy.topics
-            if (match := self._topic(rule, passages[rule.scope])) is not None
-        )
-        return entities, topics, countries
+        # Most rules cannot fire anywhere in a given article: check the whole
+        # document first, and split it into passages only for rules that can.
+        whole = self._index(hits)
+        rules = self.taxonomy.topics
+        candidates = [rule for rule in rules if _satisfied(rule, whole, vetoes=False) is not None]
+        passages: dict[str, list[dict[str, Hit]]] = {}
+        topics: list[TopicMatch] = []
+        for rule in candidates:
+            if rule.scope not in passages:
+                passages[rule.scope] = [self._index(p) for p in _passages(rule.scope, document, hits)]
+            match = self._topic(rule, document, passages[rule.scope])
+            if match is not None:
+                topics.append(match)
+        return entities, tuple(topics), countries
 
     def _index(self, hits: list[Hit]) -> dict[str, Hit]:
         """First hit per entity id, per `country:XX` and per cue key in one passage."""
         index: dict[str, Hit] = {}
+        selectors = self._selectors
         for h in hits:
-            index.setdefault(h.key, h)
-            entity = self.entities.get(h.key)
-            if entity is not None and entity.country:
-                index.setdefault(f"country:{entity.country}", h)
+            for key in selectors.get(h.key, (h.key,)):
+                if key not in index:
+                    index[key] = h
         return index
 
-    def _topic(self, rule: TopicRule, passages: list[tuple[str, dict[str, Hit]]]) -> TopicMatch | None:
-        supporting: list[tuple[str, list[Hit]]] = []
-        cue_key, exclude_key = f"cue:{rule.id}", f"exclude:{rule.id}"
-        for unit, index in passages:
-            if (rule.cues and cue_key not in index) or exclude_key in index:
-                continue
-            evidence: list[Hit] = []
-            for group in rule.all_of:
-                hit = next((index[s] for s in group if s in index), None)
-                if hit is None:
-                    break
-                evidence.append(hit)
-            else:
-                if rule.cues:
-                    evidence.append(index[cue_key])
-                supporting.append((unit, evidence))
+    def _topic(self, rule: TopicRule, document: str, passages: list[dict[str, Hit]]) -> TopicMatch | None:
+        supporting = [evidence for index in passages if (evidence := _satisfied(rule, index)) is not None]
         if not supporting:
             return None
         # One supporting passage is evidence; more passages make it the story's subject.
         score = round(min(1.0, 0.4 + 0.2 * len(supporting)), 3)
-        unit, evidence_hits = supporting[0]
-        evidence = tuple(dict.fromkeys(unit[h.start : h.end] for h in evidence_hits))
+        evidence = tuple(dict.fromkeys(document[h.start : h.end] for h in supporting[0]))
         return TopicMatch(rule.id, score, evidence)
+
+
+def _satisfied(rule: TopicRule, index: dict[str, Hit], vetoes: bool = True) -> list[Hit] | None:
+    """The hits that make `rule` fire in one passage's index, or None."""
+    if vetoes and f"exclude:{rule.id}" in index:
+        return None
+    evidence: list[Hit] = []
+    for group in rule.all_of:
+        hit = next((index[s] for s in group if s in index), None)
+        if hit is None:
+            return None
+        evidence.append(hit)
+    if rule.cues:
+        cue = index.get(f"cue:{rule.id}")
+        if cue is None:
+            return None
+        evidence.append(cue)
+    return evidence
 
 
 def _exact_ok(p: _Pattern, text: str, hit: Hit, language: str | None) -> bool:
@@ -281,59 +317,20 @@ def _position(value: int | None) -> int:
     return -1 if value is None else value
 
 
-def _units(document: str) -> list[tuple[int, int]]:
-    """(start, end) of the title and each non-blank paragraph in `document`."""
-    units: list[tuple[int, int]] = []
-    start = 0
-    for line in document.split("\n"):
-        end = start + len(line)
-        if line.strip() or not units:
-            units.append((start, end))
-        start = end + 1
-    return units
+_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)|\n")
 
 
-def _hits_by_unit(
-    document: str, units: list[tuple[int, int]], hits: list[Hit]
-) -> list[tuple[str, list[Hit]]]:
-    """Each unit's text with its hits, offsets shifted to the unit."""
-    starts = [s for s, _ in units]
-    grouped: list[list[Hit]] = [[] for _ in units]
-    for h in hits:
-        i = bisect_right(starts, h.start) - 1
-        if i >= 0 and h.end <= units[i][1]:
-            grouped[i].append(_shift(h, -units[i][0]))
-    return [(document[s:e], grouped[i]) for i, (s, e) in enumerate(units)]
-
-
-_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
-
-
-def _scopes(scope: str, unit_hits: list[tuple[str, list[Hit]]]) -> list[tuple[str, list[Hit]]]:
+def _passages(scope: str, document: str, hits: list[Hit]) -> list[list[Hit]]:
+    """The hits of each passage of `document` (hits are in document order)."""
     if scope == "document":
-        joined: list[Hit] = []
-        offset = 0
-        for unit, hits in unit_hits:
-            joined.extend(_shift(h, offset) for h in hits)
-            offset += len(unit) + 1
-        return [("\n".join(u for u, _ in unit_hits), joined)]
-    if scope == "paragraph":
-        return unit_hits
-    sentences: list[tuple[str, list[Hit]]] = []
-    for unit, hits in unit_hits:
-        start = 0
-        ends = [m.end() for m in _SENTENCE_END.finditer(unit)]
-        if not ends or ends[-1] < len(unit):
-            ends.append(len(unit))
-        for end in ends:
-            inside = [_shift(h, -start) for h in hits if start <= h.start < end]
-            sentences.append((unit[start:end], inside))
-            start = end
-    return sentences
-
-
-def _shift(hit: Hit, delta: int) -> Hit:
-    return Hit(hit.key, hit.start + delta, hit.end + delta, hit.weak)
+        return [hits]
+    ends = [m.end() for m in re.finditer(r"\n", document)] if scope == "paragraph" else []
+    if scope == "sentence":
+        ends = [m.end() for m in _SENTENCE_END.finditer(document)]
+    grouped: dict[int, list[Hit]] = defaultdict(list)
+    for h in hits:
+        grouped[bisect_right(ends, h.start)].append(h)
+    return list(grouped.values())
 
 
 def _drop_overlaps(hits: list[Hit]) -> list[Hit]:
@@ -344,7 +341,7 @@ def _drop_overlaps(hits: list[Hit]) -> list[Hit]:
     taken_until = -1
     last_span = (-1, -1)
     for h in hits:
-        if not _is_entity(h.key):
+        if not h.entity:
             kept.append(h)
             continue
         if h.start >= taken_until:
@@ -359,8 +356,11 @@ def _drop_overlaps(hits: list[Hit]) -> list[Hit]:
 def _resolve_weak(hits: list[Hit]) -> list[Hit]:
     """A weak alias counts for an entity the article also names in full, and only
     when exactly one of the entities sharing that span is so named."""
-    named = {h.key for h in hits if not h.weak and _is_entity(h.key)}
-    strong_spans = {(h.start, h.end) for h in hits if not h.weak and _is_entity(h.key)}
+    strong = [h for h in hits if h.entity and not h.weak]
+    if len(strong) == len(hits):
+        return hits
+    named = {h.key for h in strong}
+    strong_spans = {(h.start, h.end) for h in strong}
     by_span: dict[tuple[int, int], list[Hit]] = defaultdict(list)
     for h in hits:
         if h.weak:
