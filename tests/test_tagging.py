@@ -98,9 +98,12 @@ def test_taxonomy_errors_name_the_problem() -> None:
 def test_default_taxonomy_is_consistent() -> None:
     taxonomy = load_taxonomy()
     assert taxonomy.version
-    assert len(taxonomy.entities) >= 30
+    assert len(taxonomy.entities) >= 150
     topic_ids = {t.id for t in taxonomy.topics}
+    assert len(topic_ids) >= 15
     assert {"nk-russia", "russia-ukraine-war", "nk-missiles-nuclear", "sanctions"} <= topic_ids
+    languages = {a.language for e in taxonomy.entities for a in e.aliases}
+    assert {"en", "fr", "de", "es", "it", "pt", "pl", "ru", "uk", "ko", "ja", "zh", "vi"} <= languages
 
 
 def test_tagger_survives_pickling(tagger: Tagger) -> None:

@@ -22,8 +22,6 @@ ALIAS_KINDS = ("aliases", "weak_aliases", "exact_aliases")
 # Folded aliases that two entities may legitimately share, with the reason.
 SHARED_ALIASES: dict[str, str] = {}
 
-NEEDS_ENGINE = pytest.mark.xfail(strict=False, reason="needs weak/exact/ignore support")
-
 
 @pytest.fixture(scope="module")
 def raw() -> dict[str, Any]:
@@ -274,16 +272,28 @@ POSITIVE = [
     ("丹东", {"dandong"}),
     ("Совета Безопасности ООН", {"united-nations-security-council"}),
     ("с Вашингтоном", {"united-states"}),
-    # Forms that need the weak/exact/ignore engine
-    pytest.param("Tổng thống Putin thăm Nga", {"vladimir-putin", "russia"}, marks=NEEDS_ENGINE),
-    pytest.param("Die EU verhängt Sanktionen", {"european-union"}, marks=NEEDS_ENGINE),
-    pytest.param("z Chin", {"china"}, marks=NEEDS_ENGINE),
+    ("Tổng thống Putin thăm Nga", {"vladimir-putin"}),  # exact "Nga" needs the article's language
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), POSITIVE)
 def test_names_across_languages_and_inflections(tagger: Tagger, text: str, expected: set[str]) -> None:
     assert ids(tagger, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expected"),
+    [
+        ("Tổng thống Putin thăm Nga", "vi", {"vladimir-putin", "russia"}),
+        ("Die EU verhängt Sanktionen", "de", {"european-union"}),
+        ("z Chin", "pl", {"china"}),
+        ("Ele usa o telefone", "pt", set()),
+    ],
+)
+def test_exact_aliases_in_their_language(
+    tagger: Tagger, text: str, language: str, expected: set[str]
+) -> None:
+    assert {e.id for e in tagger.tag("", text, language)[0]} == expected
 
 
 NEGATIVE = [
@@ -318,14 +328,14 @@ NEGATIVE = [
     ("hiến pháp mới", {"france"}),
     ("the RGB colour model", {"reconnaissance-general-bureau"}),
     ("Kim Min-seok, the singer", {"kim-min-seok"}),
-    # Shadowed by [ignore], which the engine does not read yet
-    pytest.param("FC Seoul won", {"seoul"}, marks=NEEDS_ENGINE),
-    pytest.param("부산물 처리", {"busan"}, marks=NEEDS_ENGINE),
-    pytest.param("원산지 표시", {"wonsan"}, marks=NEEDS_ENGINE),
-    pytest.param("내몽골 자치구", {"mongolia"}, marks=NEEDS_ENGINE),
-    pytest.param("Daniil Medvedev won the match", {"dmitry-medvedev"}, marks=NEEDS_ENGINE),
-    pytest.param("George Washington", {"united-states"}, marks=NEEDS_ENGINE),
-    pytest.param("清津峡", {"chongjin"}, marks=NEEDS_ENGINE),
+    # Shadowed by [ignore]
+    ("FC Seoul won", {"seoul"}),
+    ("부산물 처리", {"busan"}),
+    ("원산지 표시", {"wonsan"}),
+    ("내몽골 자치구", {"mongolia"}),
+    ("Daniil Medvedev won the match", {"dmitry-medvedev"}),
+    ("George Washington", {"united-states"}),
+    ("清津峡", {"chongjin"}),
 ]
 
 
