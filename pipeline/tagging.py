@@ -260,10 +260,11 @@ class Tagger:
         candidates = [rule for rule in rules if _satisfied(rule, whole, vetoes=False) is not None]
         passages: dict[str, list[dict[str, Hit]]] = {}
         topics: list[TopicMatch] = []
+        lead_end = _lead_end(title, text)
         for rule in candidates:
             if rule.scope not in passages:
                 passages[rule.scope] = [self._index(p) for p in _passages(rule.scope, document, hits)]
-            match = self._topic(rule, document, passages[rule.scope])
+            match = self._topic(rule, document, passages[rule.scope], lead_end)
             if match is not None:
                 topics.append(match)
         return entities, tuple(topics), countries
@@ -278,14 +279,29 @@ class Tagger:
                     index[key] = h
         return index
 
-    def _topic(self, rule: TopicRule, document: str, passages: list[dict[str, Hit]]) -> TopicMatch | None:
+    def _topic(
+        self, rule: TopicRule, document: str, passages: list[dict[str, Hit]], lead_end: int
+    ) -> TopicMatch | None:
+        """The rule's match when its supporting passages weigh enough: a passage in
+        the title or lead paragraph weighs 2, any other 1. A topic named in one
+        passage deep in the story is a passing mention, not what it is about."""
         supporting = [evidence for index in passages if (evidence := _satisfied(rule, index)) is not None]
-        if not supporting:
+        weight = sum(2 if min(h.start for h in ev) < lead_end else 1 for ev in supporting)
+        if not supporting or weight < rule.min_weight:
             return None
-        # One supporting passage is evidence; more passages make it the story's subject.
-        score = round(min(1.0, 0.4 + 0.2 * len(supporting)), 3)
+        score = round(min(1.0, weight / (2 * rule.min_weight + 2)), 3)
         evidence = tuple(dict.fromkeys(document[h.start : h.end] for h in supporting[0]))
         return TopicMatch(rule.id, score, evidence)
+
+
+def _lead_end(title: str, text: str) -> int:
+    """Where the lead (first non-blank) paragraph ends in the tagged document."""
+    end = len(title) + 1
+    for line in text.split("\n"):
+        end += len(line) + 1
+        if line.strip():
+            break
+    return end
 
 
 def _satisfied(rule: TopicRule, index: dict[str, Hit], vetoes: bool = True) -> list[Hit] | None:

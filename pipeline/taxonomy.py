@@ -21,6 +21,7 @@ does.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class TopicRule:
     cues: tuple[str, ...] = ()
     scope: str = "paragraph"
     exclude: tuple[str, ...] = ()
+    min_weight: int = 2  # see Tagger._topic: the lead, or two passages
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def _strings_by_language(table: dict[str, Any], key: str, where: str) -> list[tu
 
 
 _ENTITY_KEYS = {"id", "type", "country", "label", "aliases", "weak_aliases", "exact_aliases"}
-_TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude"}
+_TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight"}
 
 
 def _entity(table: Any, n: int, source: str) -> EntityDef:
@@ -151,7 +153,10 @@ def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
     if scope not in SCOPES:
         raise TaxonomyError(f"{where}: scope must be one of {sorted(SCOPES)}")
     label = table.get("label", tid)
-    return TopicRule(tid, label, tuple(tuple(g) for g in groups), cues, scope, exclude)
+    min_weight = table.get("min_weight", int(os.environ.get("NB_MW", "2")))
+    if not isinstance(min_weight, int) or isinstance(min_weight, bool) or min_weight < 1:
+        raise TaxonomyError(f"{where}: `min_weight` must be a positive integer")
+    return TopicRule(tid, label, tuple(tuple(g) for g in groups), cues, scope, exclude, min_weight)
 
 
 def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy:
