@@ -21,7 +21,6 @@ does.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +152,7 @@ def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
     if scope not in SCOPES:
         raise TaxonomyError(f"{where}: scope must be one of {sorted(SCOPES)}")
     label = table.get("label", tid)
-    min_weight = table.get("min_weight", int(os.environ.get("NB_MW", "2")))
+    min_weight = table.get("min_weight", 2)
     if not isinstance(min_weight, int) or isinstance(min_weight, bool) or min_weight < 1:
         raise TaxonomyError(f"{where}: `min_weight` must be a positive integer")
     return TopicRule(tid, label, tuple(tuple(g) for g in groups), cues, scope, exclude, min_weight)
