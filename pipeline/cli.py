@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
     run.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
     run.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
+    run.add_argument(
+        "--topics", help="comma-separated topic ids: keep only articles about one of them (`keep_topics`)"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="show Beam's logs")
     evaluate = sub.add_parser(
         "eval",
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             config = config.__class__(**{**config.__dict__, "output_dir": args.output})
         if args.seeds:
             config = config.__class__(**{**config.__dict__, "seeds_dir": args.seeds})
+        if args.topics is not None:
+            topics = tuple(sorted({t.strip() for t in args.topics.split(",") if t.strip()}))
+            config = config.__class__(**{**config.__dict__, "keep_topics": topics})
         report = run_cycle(config, beam_args)
     except (ConfigError, TaxonomyError) as exc:
         print(f"newsbeam: config error: {exc}", file=sys.stderr)
