@@ -263,7 +263,11 @@ class Tagger:
         lead_end = _lead_end(title, text)
         for rule in candidates:
             if rule.scope not in passages:
-                passages[rule.scope] = [self._index(p) for p in _passages(rule.scope, document, hits)]
+                passages[rule.scope] = (
+                    [whole]
+                    if rule.scope == "document"
+                    else [self._index(p) for p in _passages(rule.scope, document, hits)]
+                )
             match = self._topic(rule, document, passages[rule.scope], lead_end)
             if match is not None:
                 topics.append(match)
@@ -285,7 +289,12 @@ class Tagger:
         """The rule's match when its supporting passages weigh enough: a passage in
         the title or lead paragraph weighs 2, any other 1. A topic named in one
         passage deep in the story is a passing mention, not what it is about."""
-        supporting = [evidence for index in passages if (evidence := _satisfied(rule, index)) is not None]
+        cue_key = f"cue:{rule.id}" if rule.cues else None
+        supporting = [
+            evidence
+            for index in passages
+            if (cue_key is None or cue_key in index) and (evidence := _satisfied(rule, index)) is not None
+        ]
         weight = sum(2 if min(h.start for h in ev) < lead_end else 1 for ev in supporting)
         if not supporting or weight < rule.min_weight:
             return None
