@@ -1,173 +1,334 @@
-"""Polling feeds over HTTP with httpx: timeouts, a total deadline, a size cap,
-conditional GET. One call returns one typed outcome; it never raises."""
+"""Polling feeds over HTTP: one typed outcome per feed, never an exception.
+
+Each poll has connect and read timeouts and a total deadline over connect, headers
+and body; the decoded body is capped while it is decoded; redirects are followed
+here, hop by hop (bounded, loop-checked, http(s) only, credentials kept to their
+origin); each host gets a bounded number of requests at a gap; feeds that fail are
+backed off (`connectors/retry.py`). Requests are httpx requests, sent through an
+aiohttp-backed transport (`connectors/transport.py`) on one event loop.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
+import base64
+import dataclasses
+import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
+from urllib.parse import unquote
 
 import httpx
 
+from connectors import retry
+from connectors.decoding import ACCEPT_ENCODING, BadEncoding, CappedBody, TooLarge
 from connectors.errors import PERMANENT, RETRYABLE
+from connectors.politeness import HostGate, interleave_by_host
 from connectors.state import FeedState
+from connectors.transport import AiohttpTransport, TlsError
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import RawFetch
 
 USER_AGENT = "newsbeam/0.1 (+https://github.com/newsbeam/newsbeam; news ingestion)"
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+T = TypeVar("T")
+REDIRECTS = (301, 302, 303, 307, 308)
+PERMANENT_REDIRECTS = (301, 308)
 
 
 @dataclass(frozen=True)
 class FeedSource:
     name: str
     url: str
+    verify_tls: bool = True  # false only when configured so for this one feed
 
 
 @dataclass(frozen=True)
 class HttpSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 20.0
-    total_deadline: float = 60.0
-    max_bytes: int = 10 * 1024 * 1024
+    total_deadline: float = 60.0  # connect + headers + body, per poll
+    max_bytes: int = 10 * 1024 * 1024  # decoded body
     max_redirects: int = 5
     concurrency: int = 4
     user_agent: str = USER_AGENT
+    per_host_concurrency: int = 2
+    per_host_min_gap: float = 0.5  # seconds between request starts to one host
+    poll_interval: float = 900.0  # the schedule's period; the shortest backoff
+    backoff_max: float = 86_400.0  # the longest wait, whatever Retry-After says
+    dead_after: int = 10  # consecutive failures before a feed is dead
+    dead_poll_interval: float = 86_400.0
+    permanent_redirect_polls: int = 3  # 301/308 seen this many polls in a row moves the feed
+    refresh_after: float = 43_200.0  # validators are ignored once the last 200 is this old
+
+    def retry_policy(self) -> retry.RetryPolicy:
+        return retry.RetryPolicy(
+            self.poll_interval, self.backoff_max, self.dead_after, self.dead_poll_interval
+        )
 
 
 @dataclass(frozen=True)
 class FetchOutcome:
     """What one poll of one feed produced.
 
-    `raw` is the document to land (None for 304 or an unchanged body);
-    `state` is what the feed state becomes once the run is committed.
+    `status` is ok | not_modified | unchanged | error (polled) or skipped_backoff |
+    skipped_dead | retired (not polled); `raw` is the document to land (None unless
+    ok or error); `state` is what the feed state becomes once the run is committed.
     """
 
     source: FeedSource
-    status: str  # "ok" | "not_modified" | "unchanged" | "error"
+    status: str
     detail: str
     raw: RawFetch | None
     state: FeedState
 
 
-class _TooLarge(Exception):
-    pass
+class _Failure(Exception):
+    def __init__(self, kind: str, reason: str, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.kind, self.reason, self.http_status = kind, reason, http_status
 
 
-class _DeadlineExceeded(Exception):
-    pass
+@dataclass
+class _Response:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    permanent_target: str | None  # where an unbroken run of 301/308 from the first hop led
 
 
-def make_client(settings: HttpSettings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.read_timeout,
-        pool=settings.total_deadline,
-    )
-    return httpx.Client(
-        timeout=timeout,
-        follow_redirects=True,
-        max_redirects=settings.max_redirects,
-        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT},
-        limits=httpx.Limits(max_connections=settings.concurrency * 2),
-        transport=transport,
-        verify=True,
-    )
+class Poller:
+    """Transports (verified, and unverified for feeds that opt out), the global and
+    per-host limits of one poll. Lives inside one event loop."""
+
+    def __init__(self, settings: HttpSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self._injected = transport
+        self._transports: dict[bool, httpx.AsyncBaseTransport] = {}
+        self.gate = HostGate(settings.per_host_concurrency, settings.per_host_min_gap)
+        self.slots = asyncio.Semaphore(settings.concurrency)
+        if transport is None:
+            self.transport(True)  # built before any request: its setup must not delay the first one
+
+    def transport(self, verify_tls: bool) -> httpx.AsyncBaseTransport:
+        if self._injected is not None:
+            return self._injected
+        if verify_tls not in self._transports:
+            self._transports[verify_tls] = AiohttpTransport(verify=verify_tls)
+        return self._transports[verify_tls]
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
 
 
-def _read_capped(response: httpx.Response, settings: HttpSettings, deadline: float) -> bytes:
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def _checked_url(text: str) -> httpx.URL:
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        raise _Failure(PERMANENT, f"bad_url: {_describe(exc)}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise _Failure(PERMANENT, f"bad_url: not an absolute http(s) URL: {text[:200]!r}")
+    return url
+
+
+def _basic_auth(url: httpx.URL) -> str | None:
+    if not url.username:
+        return None
+    pair = f"{unquote(url.username)}:{unquote(url.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+async def _get(
+    poller: Poller, source: FeedSource, url_text: str, headers: dict[str, str], deadline: float
+) -> _Response:
+    """GET with redirects followed by hand, each hop through the host's politeness gate."""
+    settings = poller.settings
+    url = _checked_url(url_text)
+    auth, auth_origin = _basic_auth(url), _origin(url)
+    seen = {str(url.copy_with(username=None, password=None))}
+    permanent: str | None = None
+    permanent_unbroken = True
+    timeout = {
+        "connect": settings.connect_timeout,
+        "read": settings.read_timeout,
+        "write": settings.read_timeout,
+        "pool": settings.total_deadline,
+    }
+    for _hop in range(settings.max_redirects + 1):
+        target = url.copy_with(username=None, password=None)
+        hop_headers = dict(headers)
+        if auth and _origin(url) == auth_origin:  # credentials never go to another origin
+            hop_headers["Authorization"] = auth
+        request = httpx.Request("GET", target, headers=hop_headers, extensions={"timeout": timeout})
+        async with poller.gate.slot(f"{url.host}:{url.port}"):
+            sending = poller.transport(source.verify_tls).handle_async_request(request)
+            response = await _before(deadline, sending)
+            try:
+                if response.status_code not in REDIRECTS:
+                    body = b""
+                    if response.status_code < 300:
+                        body = await _before(deadline, _read_capped(response, settings))
+                    return _Response(response.status_code, response.headers, body, permanent)
+            finally:
+                await response.aclose()
+        location = response.headers.get("location")
+        if not location:
+            raise _Failure(PERMANENT, f"redirects: HTTP {response.status_code} without Location")
+        try:
+            url = target.join(location)
+        except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+            raise _Failure(PERMANENT, f"bad_url: redirect to {location[:200]!r}: {_describe(exc)}") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise _Failure(PERMANENT, f"bad_url: redirect to a non-http(s) URL {location[:200]!r}")
+        next_text = str(url.copy_with(username=None, password=None))
+        if next_text in seen:
+            raise _Failure(PERMANENT, f"redirects: loop back to {next_text[:200]}")
+        seen.add(next_text)
+        if permanent_unbroken and response.status_code in PERMANENT_REDIRECTS:
+            permanent = next_text
+        else:
+            permanent_unbroken = False
+    raise _Failure(PERMANENT, f"redirects: more than {settings.max_redirects}")
+
+
+async def _before(deadline: float, work: Awaitable[T]) -> T:
+    """`work`, cancelled at `deadline` (loop time) with TimeoutError."""
+    if sys.version_info >= (3, 11):  # a timeout context costs far less than wait_for's task
+        async with asyncio.timeout_at(deadline):
+            return await work
+    return await asyncio.wait_for(work, deadline - asyncio.get_running_loop().time())
+
+
+async def _read_capped(response: httpx.Response, settings: HttpSettings) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_bytes:
-        raise _TooLarge(f"Content-Length {declared} exceeds {settings.max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    # httpx's read timeout applies per chunk; the total deadline is ours to enforce.
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > settings.max_bytes:
-            raise _TooLarge(f"body exceeds {settings.max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise _DeadlineExceeded(f"body not complete within {settings.total_deadline:g}s")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        raise TooLarge(f"Content-Length {declared} exceeds {settings.max_bytes} bytes")
+    body = CappedBody(response.headers.get("content-encoding"), settings.max_bytes)
+    async for chunk in response.aiter_raw():
+        body.feed(chunk)
+    return body.finish()
 
 
-def _error(
-    source: FeedSource,
-    state: FeedState,
-    fetched_at: datetime,
-    kind: str,
-    reason: str,
-    http_status: int | None = None,
-) -> FetchOutcome:
-    raw = RawFetch(
-        raw_id=stable_id("feed-error", source.url, fetched_at.isoformat()),
-        source=source.name,
-        source_kind="feed",
-        origin=source.url,
-        fetched_at=fetched_at,
-        status="error",
-        http_status=http_status,
-        error_kind=kind,
-        error=reason,
-    )
-    return FetchOutcome(source, "error", reason, raw, state.failed(fetched_at, http_status, reason))
+def _validators_trusted(state: FeedState, now: datetime, settings: HttpSettings) -> bool:
+    """Validators are sent only while the last full (200) fetch is recent: a server
+    that answers 304 forever, or lies with its ETag, is fetched in full now and then."""
+    if state.last_full_fetch_at is None:
+        return False
+    age = (now - datetime.fromisoformat(state.last_full_fetch_at)).total_seconds()
+    return age < settings.refresh_after
 
 
-def _describe(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
-
-
-def fetch_feed(
-    client: httpx.Client,
-    source: FeedSource,
-    state: FeedState,
-    settings: HttpSettings,
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-) -> FetchOutcome:
-    """Poll one feed once. Never raises: every failure is a typed outcome."""
-    fetched_at = clock()
+def _conditional_headers(state: FeedState, now: datetime, settings: HttpSettings) -> dict[str, str]:
     headers: dict[str, str] = {}
+    if not _validators_trusted(state, now, settings):
+        return headers
     # Validators are echoed back as-is; a non-ASCII one (httpx decodes UTF-8 headers) cannot be
     # sent again, so it is skipped: the body hash still detects an unchanged feed.
     if state.etag and state.etag.isascii():
         headers["If-None-Match"] = state.etag
     if state.last_modified and state.last_modified.isascii():
         headers["If-Modified-Since"] = state.last_modified
-    deadline = time.monotonic() + settings.total_deadline
-    try:
-        with client.stream("GET", source.url, headers=headers) as response:
-            status = response.status_code
-            if status == 304:
-                return FetchOutcome(
-                    source, "not_modified", "304 Not Modified", None, state.succeeded(fetched_at, 304)
-                )
-            if status >= 400:
-                kind = RETRYABLE if status in (408, 425, 429) or status >= 500 else PERMANENT
-                return _error(source, state, fetched_at, kind, f"HTTP {status}", status)
-            body = _read_capped(response, settings, deadline)
-            etag = response.headers.get("etag")
-            last_modified = response.headers.get("last-modified")
-            content_type = response.headers.get("content-type")
-    except _TooLarge as exc:
-        return _error(source, state, fetched_at, PERMANENT, f"too_large: {exc}")
-    except _DeadlineExceeded as exc:
-        return _error(source, state, fetched_at, RETRYABLE, f"deadline: {exc}")
-    except httpx.TimeoutException as exc:
-        return _error(source, state, fetched_at, RETRYABLE, f"timeout: {_describe(exc)}")
-    except httpx.TooManyRedirects as exc:
-        return _error(source, state, fetched_at, PERMANENT, f"redirects: {_describe(exc)}")
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError) as exc:  # UnicodeError: IDNA host
-        return _error(source, state, fetched_at, PERMANENT, f"bad_url: {_describe(exc)}")
-    except httpx.HTTPError as exc:
-        return _error(source, state, fetched_at, RETRYABLE, f"network: {_describe(exc)}")
+    return headers
 
-    digest = sha256_hex(body)
-    new_state = state.succeeded(fetched_at, status, etag, last_modified, digest)
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _error(
+    source: FeedSource,
+    state: FeedState,
+    at: datetime,
+    failure: _Failure,
+    settings: HttpSettings,
+    retry_after: float | None = None,
+) -> FetchOutcome:
+    raw = RawFetch(
+        raw_id=stable_id("feed-error", source.url, at.isoformat()),
+        source=source.name,
+        source_kind="feed",
+        origin=source.url,
+        fetched_at=at,
+        status="error",
+        http_status=failure.http_status,
+        error_kind=failure.kind,
+        error=failure.reason,
+    )
+    failed = state.failed(at, failure.http_status, failure.reason)
+    new_state = retry.after_failure(failed, source.url, at, retry_after, settings.retry_policy())
+    if failure.http_status == 410:
+        new_state = dataclasses.replace(new_state, retired=True, next_poll_at=None)
+    return FetchOutcome(source, "error", failure.reason, raw, new_state)
+
+
+def _follow_permanent_redirect(state: FeedState, target: str | None, settings: HttpSettings) -> FeedState:
+    """A 301/308 seen on enough polls in a row becomes the URL polled from then on."""
+    if target is None:
+        return dataclasses.replace(state, redirect_target=None, redirect_polls=0)
+    polls = state.redirect_polls + 1 if target == state.redirect_target else 1
+    if polls >= settings.permanent_redirect_polls:
+        return dataclasses.replace(state, url=target, redirect_target=None, redirect_polls=0)
+    return dataclasses.replace(state, redirect_target=target, redirect_polls=polls)
+
+
+async def fetch_feed(poller: Poller, source: FeedSource, state: FeedState, now: datetime) -> FetchOutcome:
+    """Poll one feed once at `now`. Never raises: every failure is a typed outcome."""
+    settings = poller.settings
+    loop = asyncio.get_running_loop()
+    headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
+    conditional = _conditional_headers(state, now, settings)
+    headers.update(conditional)
+    try:
+        deadline = loop.time() + settings.total_deadline
+        got = await _get(poller, source, state.url or source.url, headers, deadline)
+    except _Failure as failure:
+        return _error(source, state, now, failure, settings)
+    except TooLarge as exc:
+        return _error(source, state, now, _Failure(PERMANENT, f"too_large: {exc}"), settings)
+    except BadEncoding as exc:
+        return _error(source, state, now, _Failure(RETRYABLE, f"bad_encoding: {exc}"), settings)
+    except asyncio.TimeoutError:
+        reason = f"deadline: response not complete within {settings.total_deadline:g}s"
+        return _error(source, state, now, _Failure(RETRYABLE, reason), settings)
+    except httpx.TimeoutException as exc:
+        return _error(source, state, now, _Failure(RETRYABLE, f"timeout: {_describe(exc)}"), settings)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError) as exc:  # UnicodeError: IDNA host
+        return _error(source, state, now, _Failure(PERMANENT, f"bad_url: {_describe(exc)}"), settings)
+    except httpx.ConnectError as exc:
+        if isinstance(exc, TlsError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):  # ours, or httpcore's
+            return _error(source, state, now, _Failure(PERMANENT, f"tls: {_describe(exc)}"), settings)
+        return _error(source, state, now, _Failure(RETRYABLE, f"network: {_describe(exc)}"), settings)
+    except httpx.HTTPError as exc:
+        return _error(source, state, now, _Failure(RETRYABLE, f"network: {_describe(exc)}"), settings)
+
+    status, digest = got.status, None
+    if status == 304:
+        if not conditional:
+            bad_304 = _Failure(RETRYABLE, "protocol: 304 Not Modified to an unconditional request", 304)
+            return _error(source, state, now, bad_304, settings)
+        new_state = state.succeeded(now, 304)
+    elif status >= 300:
+        kind = RETRYABLE if status in (408, 425, 429) or status >= 500 else PERMANENT
+        retry_after = None
+        if status in (429, 503):
+            retry_after = retry.parse_retry_after(got.headers.get("retry-after"), now)
+        return _error(source, state, now, _Failure(kind, f"HTTP {status}", status), settings, retry_after)
+    else:
+        digest = sha256_hex(got.body)
+        new_state = state.succeeded(
+            now, status, got.headers.get("etag"), got.headers.get("last-modified"), digest
+        )
+    new_state = _follow_permanent_redirect(retry.after_success(new_state), got.permanent_target, settings)
+    if status == 304:
+        return FetchOutcome(source, "not_modified", "304 Not Modified", None, new_state)
     if digest == state.body_sha256:
         # Some servers ignore conditional requests; an identical body is a 304 in effect.
         return FetchOutcome(source, "unchanged", "same body as last poll", None, new_state)
@@ -176,33 +337,71 @@ def fetch_feed(
         source=source.name,
         source_kind="feed",
         origin=source.url,
-        fetched_at=fetched_at,
+        fetched_at=now,
         status="ok",
         http_status=status,
-        content_type=content_type,
-        etag=etag,
-        last_modified=last_modified,
-        body=body,
+        content_type=got.headers.get("content-type"),
+        etag=got.headers.get("etag"),
+        last_modified=got.headers.get("last-modified"),
+        body=got.body,
     )
-    return FetchOutcome(source, "ok", f"HTTP {status}, {len(body)} bytes", raw, new_state)
+    return FetchOutcome(source, "ok", f"HTTP {status}, {len(got.body)} bytes", raw, new_state)
+
+
+def not_polled(source: FeedSource, state: FeedState) -> FetchOutcome:
+    """The outcome of a feed that is not due: retired, dead or backing off."""
+    if state.retired:
+        return FetchOutcome(source, "retired", f"gone ({state.last_error}); not polled again", None, state)
+    status = "skipped_dead" if state.dead else "skipped_backoff"
+    detail = (
+        f"{state.consecutive_failures} failures, last: {state.last_error}; next poll {state.next_poll_at}"
+    )
+    return FetchOutcome(source, status, detail, None, state)
+
+
+async def _poll_all(
+    sources: list[FeedSource],
+    states: dict[str, FeedState],
+    settings: HttpSettings,
+    transport: httpx.AsyncBaseTransport | None,
+    now: datetime,
+) -> list[FetchOutcome]:
+    poller = Poller(settings, transport)
+    outcomes: list[FetchOutcome | None] = [None] * len(sources)
+
+    async def one(index: int) -> None:
+        source = sources[index]
+        state = states.get(source.url, FeedState())
+        if not retry.is_due(state, now):
+            outcomes[index] = not_polled(source, state)
+            return
+        async with poller.slots:
+            outcomes[index] = await fetch_feed(poller, source, state, now)
+
+    hosts = [_host(states.get(s.url, FeedState()).url or s.url) for s in sources]
+    try:
+        await asyncio.gather(*(one(i) for i in interleave_by_host(hosts)))
+    finally:
+        await poller.aclose()
+    return [o for o in outcomes if o is not None]
+
+
+def _host(url: str) -> str:
+    try:
+        return httpx.URL(url).host
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return ""
 
 
 def poll_feeds(
     sources: list[FeedSource],
     states: dict[str, FeedState],
     settings: HttpSettings,
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> list[FetchOutcome]:
-    """Poll every feed concurrently; results come back in the order of `sources`."""
+    """Poll every feed that is due, concurrently; outcomes come back in the order of `sources`.
+    The clock is read once: that time is every poll's `fetched_at` and every schedule's base."""
     if not sources:
         return []
-    with (
-        make_client(settings, transport) as client,
-        ThreadPoolExecutor(max_workers=settings.concurrency) as pool,
-    ):
-        futures = [
-            pool.submit(fetch_feed, client, s, states.get(s.url, FeedState()), settings, clock)
-            for s in sources
-        ]
-        return [f.result() for f in futures]
+    return asyncio.run(_poll_all(sources, states, settings, transport, clock()))

@@ -25,8 +25,21 @@ class FeedState:
     last_http_status: int | None = None
     last_polled_at: str | None = None
     last_success_at: str | None = None
-    consecutive_failures: int = 0
+    consecutive_failures: int = 0  # the failure streak: backoff and "dead" are derived from it
     last_error: str | None = None
+    # Scheduling (connectors/retry.py): no poll before next_poll_at; a dead feed is polled
+    # rarely; a retired one (410 Gone) never again.
+    next_poll_at: str | None = None
+    dead: bool = False
+    retired: bool = False
+    # Where the feed is polled when a permanent redirect has been confirmed (None: the
+    # configured URL, which stays the feed's identity), and the permanent redirect seen
+    # on the latest polls with how many polls in a row it has been seen.
+    url: str | None = None
+    redirect_target: str | None = None
+    redirect_polls: int = 0
+    # The last 200 response: validators are ignored once this is old (servers lie).
+    last_full_fetch_at: str | None = None
 
     def succeeded(
         self,
@@ -48,6 +61,7 @@ class FeedState:
             last_success_at=at.isoformat(),
             consecutive_failures=0,
             last_error=None,
+            last_full_fetch_at=self.last_full_fetch_at if keep else at.isoformat(),
         )
 
     def failed(self, at: datetime, http_status: int | None, reason: str) -> FeedState:

@@ -41,6 +41,7 @@ class RunConfig:
 
 
 _TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup", "keep_topics"}
+_FEED_KEYS = {"name", "url", "verify_tls"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days"}
 
 
@@ -110,9 +111,11 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
         at = f"{where}: feeds[{n}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{at}: must be a table with `name` and `url`")
-        unknown = set(item) - {"name", "url"}
+        unknown = set(item) - _FEED_KEYS
         if unknown:
-            raise ConfigError(f"{at}: unknown key `{sorted(unknown)[0]}` (known: name, url)")
+            raise ConfigError(
+                f"{at}: unknown key `{sorted(unknown)[0]}` (known: {', '.join(sorted(_FEED_KEYS))})"
+            )
         name, url = item.get("name"), item.get("url")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{at}: `name` is required and must be a non-empty string")
@@ -125,7 +128,10 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
             or not urlsplit(url).netloc
         ):
             raise ConfigError(f"{at} ({name}): `url` must be an absolute http(s) URL, got {url!r}")
-        feeds.append(FeedSource(name=name, url=url))
+        verify_tls = item.get("verify_tls", True)
+        if not isinstance(verify_tls, bool):
+            raise ConfigError(f"{at} ({name}): `verify_tls` must be true or false, got {verify_tls!r}")
+        feeds.append(FeedSource(name=name, url=url, verify_tls=verify_tls))
     return tuple(feeds)
 
 

@@ -37,7 +37,9 @@ EXIT_PARTIAL = 1
 class SourceStatus:
     source: str
     kind: str
-    status: str  # ok | not_modified | unchanged | error | recovered
+    # ok | not_modified | unchanged | error | recovered; feeds not polled this run:
+    # skipped_backoff | skipped_dead | retired
+    status: str
     detail: str = ""
 
 
@@ -90,7 +92,7 @@ def _feed_status(outcome: FetchOutcome) -> SourceStatus:
 def run_cycle(
     config: RunConfig,
     beam_args: list[str] | None = None,
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> RunReport:
     """Poll every source once and process everything landed but not yet committed."""
@@ -168,7 +170,10 @@ def _note_recovered(report: RunReport, pending: dict[str, Any], polled_now: set[
             report.sources.append(SourceStatus(source, "-", "recovered", "from an earlier landed batch"))
 
 
-_COLUMNS = "  {:<48} {:<5} {:<13} {:>5} {:>5} {:>5} {:>5}  {}"
+_COLUMNS = "  {:<48} {:<5} {:<15} {:>5} {:>5} {:>5} {:>5}  {}"
+
+
+_NOT_POLLED = ("skipped_backoff", "skipped_dead", "retired")
 
 
 def format_report(report: RunReport) -> str:
@@ -193,6 +198,9 @@ def format_report(report: RunReport) -> str:
     )
     topics = sorted((stats.get("topics") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
     lines.append("topics: " + (", ".join(f"{k} {v}" for k, v in topics) or "none"))
+    counts = {k: sum(s.status == k for s in report.sources) for k in _NOT_POLLED}
+    if any(counts.values()):
+        lines.append("not polled: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
     failed = report.failed_sources
     lines.append(
         f"status: partial ({len(failed)} of {len(report.sources)} sources failed)" if failed else "status: ok"

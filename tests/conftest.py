@@ -10,6 +10,7 @@ import pytest
 from connectors.http import FeedSource, HttpSettings
 from pipeline.config import RunConfig
 from tests.feedserver import FeedServer
+from tests.hostile import HostileServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -17,7 +18,15 @@ SEED = ROOT / "seeds" / "fr-kim-jong-un-receives-shoigu-pyongyang.txt"
 # Fixed mtime: seeds take their fetched_at from it, so runs in different dirs compare equal.
 SEED_MTIME = 1_690_000_000
 
-FAST_HTTP = HttpSettings(connect_timeout=2.0, read_timeout=1.0, total_deadline=3.0, concurrency=4)
+# Tests talk to one host (127.0.0.1): politeness there is tested on its own.
+FAST_HTTP = HttpSettings(
+    connect_timeout=2.0,
+    read_timeout=1.0,
+    total_deadline=3.0,
+    concurrency=4,
+    per_host_concurrency=8,
+    per_host_min_gap=0.0,
+)
 
 
 @pytest.fixture
@@ -52,3 +61,18 @@ def make_config(
 
 def feed_fixture(name: str) -> bytes:
     return (FIXTURES / "feeds" / name).read_bytes()
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    server = HostileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def other_origin() -> Iterator[HostileServer]:
+    """A second hostile server: another port on 127.0.0.1 is another origin."""
+    server = HostileServer()
+    yield server
+    server.close()

@@ -53,6 +53,11 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
          "duplicate feed name 'a'"),
         ('[[feeds]]\nname = "a"\nurl = "https://e.com/1"\ninterval = 5', "feeds[0]: unknown key `interval`"),
         ("feeds = 3", "`feeds` must be an array of tables"),
+        ('[[feeds]]\nname = "a"\nurl = "https://e.com/1"\nverify_tls = "no"',
+         "feeds[0] (a): `verify_tls` must be true or false, got 'no'"),
+        ("[http]\nper_host_concurrency = 0", "`http.per_host_concurrency` must be positive"),
+        ("[http]\ndead_after = 2.5", "`http.dead_after` must be int"),
+        ("[http]\nretry_after_max = 5", "unknown key `http.retry_after_max`"),
         ("[dedup]\nthreshold = 1.5", "`dedup`: threshold must be in (0, 1]"),
         ("[dedup]\nbands = 500", "`dedup`: bands must be between 1 and num_perm"),
         ("[dedup]\nshingles = 2", "unknown key `dedup.shingles`"),
@@ -70,3 +75,23 @@ def test_bad_config_names_the_key_and_the_problem(tmp_path: Path, text: str, mes
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_politeness_backoff_and_tls_settings(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "[http]\nper_host_concurrency = 1\nper_host_min_gap = 2\npoll_interval = 600\n"
+            "backoff_max = 7200\ndead_after = 5\ndead_poll_interval = 43200\n"
+            "permanent_redirect_polls = 4\nrefresh_after = 3600\n"
+            '[[feeds]]\nname = "a"\nurl = "https://e.com/1"\n'
+            '[[feeds]]\nname = "b"\nurl = "https://self-signed.example/feed"\nverify_tls = false\n',
+        )
+    )
+    http = config.http
+    assert (http.per_host_concurrency, http.per_host_min_gap, http.poll_interval) == (1, 2.0, 600.0)
+    assert (http.backoff_max, http.dead_after, http.dead_poll_interval) == (7200.0, 5, 43200.0)
+    assert (http.permanent_redirect_polls, http.refresh_after) == (4, 3600.0)
+    assert [(f.name, f.verify_tls) for f in config.feeds] == [("a", True), ("b", False)]
+    policy = http.retry_policy()
+    assert (policy.poll_interval, policy.backoff_max, policy.dead_after) == (600.0, 7200.0, 5)

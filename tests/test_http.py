@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 import threading
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from connectors.errors import PERMANENT, RETRYABLE
-from connectors.http import FeedSource, FetchOutcome, HttpSettings, fetch_feed, make_client, poll_feeds
+from connectors.http import FeedSource, FetchOutcome, HttpSettings, Poller, fetch_feed, poll_feeds
 from connectors.state import FeedState
 from schemas.ids import sha256_hex
 from tests.conftest import FAST_HTTP, feed_fixture
@@ -138,9 +139,18 @@ def poll(
     state: FeedState | None = None,
     settings: HttpSettings = QUICK,
     name: str = "wire",
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FetchOutcome:
-    with make_client(settings) as client:
-        return fetch_feed(client, FeedSource(name, url), state or FeedState(), settings, clock)
+    """One poll of one feed at FIXED, whatever its schedule says."""
+
+    async def one() -> FetchOutcome:
+        poller = Poller(settings, transport)
+        try:
+            return await fetch_feed(poller, FeedSource(name, url), state or FeedState(), FIXED)
+        finally:
+            await poller.aclose()
+
+    return asyncio.run(one())
 
 
 def assert_error(
@@ -222,7 +232,9 @@ def test_second_poll_sends_validators_and_gets_not_modified(server: ScriptedServ
 
 def test_last_modified_alone_is_enough_for_not_modified(server: ScriptedServer) -> None:
     server.routes["/rss"] = conditional(RSS)
-    state = FeedState(last_modified=LAST_MODIFIED, body_sha256=sha256_hex(RSS))
+    state = FeedState(
+        last_modified=LAST_MODIFIED, body_sha256=sha256_hex(RSS), last_full_fetch_at=FIXED.isoformat()
+    )
 
     outcome = poll(server.url("/rss"), state)
 
@@ -362,7 +374,7 @@ def test_dripping_body_hits_the_total_deadline(server: ScriptedServer) -> None:
     outcome = poll(server.url("/drip"), settings=settings)
     elapsed = time.monotonic() - started
 
-    assert_error(outcome, RETRYABLE, "deadline: body not complete within 1s")
+    assert_error(outcome, RETRYABLE, "deadline: response not complete within 1s")
     assert 0.9 <= elapsed < settings.total_deadline + settings.read_timeout + 0.5
 
 
@@ -395,7 +407,7 @@ def test_undeclared_body_over_cap_is_too_large(server: ScriptedServer) -> None:
 
     server.routes["/endless"] = endless
     outcome = poll(server.url("/endless"), settings=replace(QUICK, max_bytes=10_000))
-    assert_error(outcome, PERMANENT, "too_large: body exceeds 10000 bytes")
+    assert_error(outcome, PERMANENT, "too_large: body exceeds 10000 bytes (decoded)")
 
 
 def test_body_exactly_at_cap_is_accepted(server: ScriptedServer) -> None:
@@ -419,7 +431,7 @@ def test_gzip_body_is_decoded_and_the_cap_applies_to_decoded_bytes(server: Scrip
     assert fine.status == "ok"
     assert fine.raw is not None and fine.raw.body == RSS
     assert "gzip" in server.hits("/feed.gz")[0]["accept-encoding"]
-    assert_error(bombed, PERMANENT, "too_large: body exceeds 100000 bytes")
+    assert_error(bombed, PERMANENT, "too_large: body exceeds 100000 bytes (decoded)")
 
 
 # --- redirects and URLs ------------------------------------------------------------------------
@@ -440,8 +452,8 @@ def test_redirect_within_limit_is_followed(server: ScriptedServer) -> None:
 def test_redirect_loop_is_a_permanent_error(server: ScriptedServer) -> None:
     server.routes["/loop"] = redirect("/loop")
     outcome = poll(server.url("/loop"), settings=replace(QUICK, max_redirects=5))
-    assert_error(outcome, PERMANENT, "redirects: TooManyRedirects")
-    assert len(server.hits("/loop")) == 6  # the first request and 5 redirects
+    assert_error(outcome, PERMANENT, f"redirects: loop back to {server.url('/loop')}")
+    assert len(server.hits("/loop")) == 1  # a loop is seen, not run until the limit
 
 
 def test_too_many_redirects_is_a_permanent_error(server: ScriptedServer) -> None:
@@ -449,7 +461,7 @@ def test_too_many_redirects_is_a_permanent_error(server: ScriptedServer) -> None
         server.routes[f"/r{n}"] = redirect(f"/r{n + 1}")
     server.routes["/r4"] = conditional(RSS)
     outcome = poll(server.url("/r0"), settings=replace(QUICK, max_redirects=3))
-    assert_error(outcome, PERMANENT, "redirects: TooManyRedirects")
+    assert_error(outcome, PERMANENT, "redirects: more than 3")
     assert server.hits("/r4") == []
 
 
@@ -496,9 +508,9 @@ def test_transport_level_failures_are_typed_outcomes() -> None:
             raise httpx.RemoteProtocolError("peer closed connection", request=request)
         raise httpx.WriteTimeout("write stalled", request=request)
 
-    with make_client(QUICK, httpx.MockTransport(transport)) as client:
-        proto = fetch_feed(client, FeedSource("a", "http://feeds.test/proto"), FeedState(), QUICK, clock)
-        stalled = fetch_feed(client, FeedSource("b", "http://feeds.test/slow"), FeedState(), QUICK, clock)
+    mock = httpx.MockTransport(transport)
+    proto = poll("http://feeds.test/proto", name="a", transport=mock)
+    stalled = poll("http://feeds.test/slow", name="b", transport=mock)
 
     assert_error(proto, RETRYABLE, "network: RemoteProtocolError: peer closed connection")
     assert_error(stalled, RETRYABLE, "timeout: WriteTimeout: write stalled")
@@ -553,7 +565,14 @@ def test_poll_feeds_uses_each_feeds_state_and_never_raises(server: ScriptedServe
         FeedSource("missing", server.url("/missing")),
         FeedSource("broken", "not a url"),
     ]
-    states = {known: FeedState(etag=ETAG, body_sha256=sha256_hex(RSS), consecutive_failures=2)}
+    states = {
+        known: FeedState(
+            etag=ETAG,
+            body_sha256=sha256_hex(RSS),
+            consecutive_failures=2,
+            last_full_fetch_at=FIXED.isoformat(),
+        )
+    }
 
     outcomes = poll_feeds(sources, states, QUICK, clock=clock)
 

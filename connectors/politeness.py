@@ -1,0 +1,54 @@
+"""Per-host politeness: at most N requests in flight to one host, and a minimum gap
+between the starts of two requests to it, however many feeds that host serves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Host:
+    slots: asyncio.Semaphore
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_start: float = 0.0
+
+
+class HostGate:
+    """Lives for one poll (one event loop); hosts are keyed by name and port."""
+
+    def __init__(self, per_host: int, min_gap: float) -> None:
+        self._per_host = per_host
+        self._min_gap = min_gap
+        self._hosts: dict[str, _Host] = {}
+
+    @asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(asyncio.Semaphore(self._per_host))
+        async with state.slots:
+            async with state.lock:  # starts are spaced one after another
+                loop = asyncio.get_running_loop()
+                wait = state.next_start - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                state.next_start = loop.time() + self._min_gap
+            yield
+
+
+def interleave_by_host(hosts: list[str]) -> list[int]:
+    """Indexes in round-robin order across hosts, so that the first requests started go
+    to as many hosts as possible instead of queueing behind one busy host."""
+    queues: dict[str, list[int]] = {}
+    for index, host in enumerate(hosts):
+        queues.setdefault(host, []).append(index)
+    order: list[int] = []
+    lanes = list(queues.values())
+    depth = 0
+    while len(order) < len(hosts):
+        order.extend(lane[depth] for lane in lanes if depth < len(lane))
+        depth += 1
+    return order
