@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -15,6 +15,7 @@ import py3langid
 from dateutil import parser as dateutil_parser
 from selectolax.lexbor import LexborHTMLParser
 
+from connectors.dates import plausible_date
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Article, Entry, Reject
 
@@ -147,9 +148,6 @@ def canonical_url(url: str | None) -> str | None:
 
 # --- dates -----------------------------------------------------------------
 
-EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=timezone.utc)
-FUTURE_TOLERANCE = timedelta(days=1)
-
 
 def parse_date(value: str | None) -> datetime | None:
     """A publication date string (RFC 822, ISO 8601, or loose) as UTC, or None."""
@@ -170,15 +168,6 @@ def parse_date(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc).replace(microsecond=0)
-
-
-def plausible_date(published: datetime | None, fetched_at: datetime) -> datetime | None:
-    """The date if it could be a real publication date, else None (never a 2098 partition)."""
-    if published is None:
-        return None
-    if published < EARLIEST_PLAUSIBLE or published > fetched_at + FUTURE_TOLERANCE:
-        return None
-    return published
 
 
 # --- language --------------------------------------------------------------
