@@ -39,6 +39,7 @@ _ATOM_IGNORED = {ATOM + "author", ATOM + "category", ATOM + "contributor", ATOM 
 _ATOM_FIELDS = {ATOM + n for n in ("title", "id", "updated", "published", "content", "summary")}
 _MEDIA_LEAVES = {MEDIA + "content", MEDIA + "thumbnail"}
 _HTML_TYPES = {"text/html", "application/xhtml+xml", "html", "xhtml"}
+_C1 = re.compile("[\x80-\x9f]")
 _ENTITY_LIKE = re.compile("&([A-Za-z0-9_]+);")
 
 
@@ -65,9 +66,12 @@ class FastFeed:
 
 def _repair(text: str) -> str:
     """feedparser's text repairs: UTF-8 read as Latin-1, and C1 controls as windows-1252."""
+    if text.isascii():
+        return text
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         text = text.encode("iso-8859-1").decode("utf-8")
-    return text.translate(_cp1252)
+    # str.translate with a dict is slow per character; C1 controls are rare.
+    return text.translate(_cp1252) if _C1.search(text) else text
 
 
 def _text(element: ET.Element) -> str:
