@@ -109,7 +109,7 @@ def big_entity_feed(entity_kb: int = 60, references: int = 2000) -> bytes:
         f'<?xml version="1.0"?>\n<!DOCTYPE rss [<!ENTITY big "{value}">]>\n'
         '<rss version="2.0"><channel><title>Big</title>'
         f"<item><title>Expanded {refs}</title><link>https://big.example.com/1</link>"
-        f"<description>Body {refs}</description></item></channel></rss>"
+        f"<description>Body of the big feed {refs}</description></item></channel></rss>"
     ).encode()
 
 
