@@ -71,7 +71,7 @@ def prepare_body(body: bytes, content_type: str | None) -> tuple[bytes, list[Pro
     """The body as safe UTF-8 XML, and what had to be repaired on the way."""
     decoded = decode_feed(body, content_type)
     guarded = guard_xml(decoded.text)
-    return guarded.text.encode("utf-8"), decoded.problems + guarded.problems
+    return guarded.data, decoded.problems + guarded.problems
 
 
 def parse_feed_bytes(raw: RawFetch, body: bytes, *, mode: str = "auto") -> ParseResult:

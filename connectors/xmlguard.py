@@ -9,7 +9,10 @@
 - Characters XML 1.0 forbids (C0 controls, U+FFFE/U+FFFF) and character references to
   them are removed: one stray control character otherwise fails the strict parse and
   sends the whole feed through the slow, lossy loose parser.
-- The XML declaration is rewritten to say UTF-8, which is what the caller encodes to.
+- The XML declaration is rewritten to say UTF-8, and the result is UTF-8 bytes.
+
+The character passes run on the UTF-8 bytes, where they are several times faster than
+on text (a C0 control byte never occurs inside a multi-byte UTF-8 sequence).
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ from dataclasses import dataclass, field
 from connectors.errors import Problem
 
 _XML_DECL = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)(["'])[^"']*\2""")
-_ILLEGAL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_CHAR_REF = re.compile(r"&#(x[0-9a-fA-F]{1,8}|[0-9]{1,10});")
+_C0_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
+_NONCHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")  # U+FFFE, U+FFFF in UTF-8
+# References that may name a forbidden character (0-31, surrogates, U+FFFE/F); each
+# match is then checked exactly.
+_SUSPECT_REF = re.compile(
+    rb"&#(0*[0-9]{1,2}|0*5[5-7][0-9]{3}|0*6553[45]|[xX]0*[0-9a-fA-F]{1,2}"
+    rb"|[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2}|[xX]0*[fF]{3}[eEfF]);"
+)
 _DOCTYPE_TOKEN = re.compile(r"\"[^\"]*\"?|'[^']*'?|<!--.*?(?:-->|$)|[\[\]>]", re.DOTALL)
 _DOCTYPE = re.compile(r"<!DOCTYPE", re.IGNORECASE)
 _ENTITY_DECL = re.compile(r"<!ENTITY\s+(%\s+)?([^\s\"'>]+)", re.IGNORECASE)
@@ -30,7 +39,7 @@ _ROOT = re.compile(r"<[A-Za-z_]")
 
 @dataclass
 class Guarded:
-    text: str
+    data: bytes  # UTF-8
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -39,23 +48,25 @@ def guard_xml(text: str) -> Guarded:
     text, doctype_problem = _drop_internal_subset(text)
     if doctype_problem:
         problems.append(doctype_problem)
-    cleaned = _ILLEGAL_CHARS.sub("", text)
-    if "&#" in cleaned:
-        cleaned = _CHAR_REF.sub(_legal_ref, cleaned)
-    if len(cleaned) != len(text):
-        problems.append(
-            Problem("invalid_xml_characters", f"{len(text) - len(cleaned)} characters XML forbids removed")
-        )
-    return Guarded(_XML_DECL.sub(r"\1\2utf-8\2", cleaned, count=1), problems)
+    data = _XML_DECL.sub(r"\1\2utf-8\2", text, count=1).encode("utf-8")
+    cleaned = data.translate(None, _C0_BYTES)
+    for noncharacter in _NONCHARACTERS:
+        if noncharacter in cleaned:
+            cleaned = cleaned.replace(noncharacter, b"")
+    if b"&#" in cleaned:
+        cleaned = _SUSPECT_REF.sub(_legal_ref, cleaned)
+    if len(cleaned) != len(data):
+        removed = len(data) - len(cleaned)
+        problems.append(Problem("invalid_xml_characters", f"{removed} bytes XML forbids removed"))
+    return Guarded(cleaned, problems)
 
 
 def _drop_internal_subset(text: str) -> tuple[str, Problem | None]:
     """The text without a DOCTYPE that has an internal subset (found only before the root)."""
-    doctype = _DOCTYPE.search(text)
-    if doctype is None:
-        return text, None
+    # The prolog ends at the root element; a `<x` inside the DOCTYPE only makes it longer.
     root = _ROOT.search(text)
-    if root is not None and root.start() < doctype.start():
+    doctype = _DOCTYPE.search(text, 0, root.start() if root is not None else len(text))
+    if doctype is None:
         return text, None
     end, subset = _doctype_end(text, doctype.end())
     if subset is None:
@@ -74,17 +85,17 @@ def _drop_internal_subset(text: str) -> tuple[str, Problem | None]:
     return text[: doctype.start()] + body, Problem("dtd_internal_subset", detail)
 
 
-def _legal_ref(match: re.Match[str]) -> str:
+def _legal_ref(match: re.Match[bytes]) -> bytes:
     """A character reference, or nothing when it names a character XML forbids."""
     ref = match.group(1)
-    code = int(ref[1:], 16) if ref[0] in "xX" else int(ref)
+    code = int(ref[1:], 16) if ref[:1] in (b"x", b"X") else int(ref)
     legal = (
         code in (0x9, 0xA, 0xD)
         or 0x20 <= code <= 0xD7FF
         or 0xE000 <= code <= 0xFFFD
         or 0x10000 <= code <= 0x10FFFF
     )
-    return match.group(0) if legal else ""
+    return match.group(0) if legal else b""
 
 
 def _doctype_end(text: str, start: int) -> tuple[int, str | None]:
