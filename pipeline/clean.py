@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -15,6 +15,7 @@ import py3langid
 from dateutil import parser as dateutil_parser
 from selectolax.lexbor import LexborHTMLParser
 
+from connectors.dates import plausible_date
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Article, Entry, Reject
 
@@ -25,7 +26,7 @@ _BLOCK_TAGS = (
     "blockquote", "tr", "section", "article", "header", "footer", "pre", "figcaption",
 )  # fmt: skip
 _DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "svg", "head", "form", "nav")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff\ufffe\uffff\ud800-\udfff]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _LOOKS_LIKE_HTML = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&[a-zA-Z#][a-zA-Z0-9]*;")
 
@@ -42,6 +43,17 @@ def html_to_text(html: str) -> str:
             node.insert_after("\n")
     root = tree.body
     return root.text(separator="", strip=False) if root is not None else ""
+
+
+_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(?:\s[^>]*)?/?>")
+
+
+def markup_to_text(value: str) -> str:
+    """html_to_text, twice when the markup was escaped twice (`&amp;lt;script&amp;gt;` is
+    common in feeds): what is left must not be a tag, or a script's body would pass as
+    text."""
+    text = html_to_text(value)
+    return html_to_text(text) if _TAG.search(text) else text
 
 
 def normalize_text(text: str) -> str:
@@ -91,14 +103,14 @@ def strip_boilerplate(text: str) -> str:
 
 
 def clean_body(entry: Entry) -> str:
-    raw = entry.text if entry.text is not None else html_to_text(entry.html or "")
+    raw = entry.text if entry.text is not None else markup_to_text(entry.html or "")
     if entry.text is not None and _LOOKS_LIKE_HTML.search(raw):
-        raw = html_to_text(raw)
+        raw = markup_to_text(raw)
     return normalize_text(strip_boilerplate(normalize_text(raw)))
 
 
 def clean_title(title: str) -> str:
-    return normalize_text(html_to_text(title)).replace("\n", " ")
+    return normalize_text(markup_to_text(title)).replace("\n", " ")
 
 
 # --- URLs ------------------------------------------------------------------
@@ -147,9 +159,6 @@ def canonical_url(url: str | None) -> str | None:
 
 # --- dates -----------------------------------------------------------------
 
-EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=timezone.utc)
-FUTURE_TOLERANCE = timedelta(days=1)
-
 
 def parse_date(value: str | None) -> datetime | None:
     """A publication date string (RFC 822, ISO 8601, or loose) as UTC, or None."""
@@ -170,15 +179,6 @@ def parse_date(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc).replace(microsecond=0)
-
-
-def plausible_date(published: datetime | None, fetched_at: datetime) -> datetime | None:
-    """The date if it could be a real publication date, else None (never a 2098 partition)."""
-    if published is None:
-        return None
-    if published < EARLIEST_PLAUSIBLE or published > fetched_at + FUTURE_TOLERANCE:
-        return None
-    return published
 
 
 # --- language --------------------------------------------------------------

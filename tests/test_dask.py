@@ -55,6 +55,6 @@ def test_dask_runner_matches_local_runner(tmp_path: Path, seeds_dir: Path, dask_
     # Every branch of the graph produced rows, so a branch the runner skipped would show.
     assert len(expected["articles"]) == 9
     assert sorted(d["reason"] for d in expected["duplicates"]) == ["near_duplicate"] + ["same_url"] * 3
-    assert {r["reason"] for r in expected["rejects"]} == {"malformed_feed_partial", "empty_entry"}
+    assert {r["reason"] for r in expected["rejects"]} == {"malformed_feed_partial", "truncated_entry"}
     assert got == expected
     assert dask.run_id == local.run_id

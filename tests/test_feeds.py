@@ -108,8 +108,8 @@ def test_truncated_feed_keeps_complete_entries_and_reports_problems() -> None:
     ]
     assert result.entries[0].publisher == "Half a feed"
     reasons = {p.reason: p for p in result.problems}
-    assert sorted(reasons) == ["empty_entry", "malformed_feed_partial"]
-    assert reasons["empty_entry"].position == 1
+    assert sorted(reasons) == ["malformed_feed_partial", "truncated_entry"]
+    assert reasons["truncated_entry"].position == 1
     assert reasons["malformed_feed_partial"].detail.endswith("(1 entries kept)")
     assert not any(p.retryable for p in result.problems)
 

@@ -211,3 +211,39 @@ def test_tag_topics_keeps_only_wanted_topics_and_rejects_the_rest(tagger: Tagger
             equal_to([("tag", "off_topic", f"article_id={off_topic.article_id} topics=none")]),
             label="Rejected",
         )
+
+
+def test_parse_and_clean_hostile_feeds_route_problems_to_dead_letters() -> None:
+    feeds = Path(__file__).resolve().parent / "fixtures" / "feeds"
+    raws = [
+        raw(
+            name,
+            (feeds / f"{name}.xml").read_bytes(),
+            source_kind="feed",
+            source=name,
+            origin="https://h.example/f",
+        )
+        for name in ("billion_laughs", "truncated", "links_dates_guids")
+    ]
+    with pipeline() as p:
+        parsed = p | beam.Create(raws) | ParseEntries()
+        cleaned = parsed["entries"] | CleanArticles()
+        assert_that(
+            parsed["rejects"] | "Reasons" >> beam.Map(lambda r: (r.source, r.reason)),
+            equal_to(
+                [
+                    ("billion_laughs", "dtd_internal_subset"),
+                    ("truncated", "malformed_feed_partial"),
+                    ("truncated", "truncated_entry"),
+                    ("links_dates_guids", "duplicate_guid"),
+                    *[("links_dates_guids", "unsafe_link")] * 4,
+                    *[("links_dates_guids", "implausible_date")] * 2,
+                ]
+            ),
+            label="parse rejects",
+        )
+        assert_that(
+            cleaned["articles"] | "Sources" >> beam.Map(lambda a: a.source),
+            equal_to(["billion_laughs", "truncated", *["links_dates_guids"] * 8]),
+            label="articles",
+        )
