@@ -24,6 +24,7 @@ ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text
 class FeedSource:
     name: str
     url: str
+    fetch_articles: bool = False  # fetch each new entry's page for its full text (connectors/articles.py)
 
 
 @dataclass(frozen=True)
