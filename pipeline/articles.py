@@ -30,11 +30,12 @@ from connectors.articles import (
     fetch_pages,
     load_fetched_pages,
     new_page_requests,
+    page_error,
     page_key,
     save_fetched_pages,
     worth_remembering,
 )
-from connectors.errors import Problem
+from connectors.errors import RETRYABLE, Problem
 from connectors.http import FetchOutcome, HttpSettings
 from pipeline.clean import clean_title, fold_text, html_to_text, normalize_text
 from pipeline.lake import Lake
@@ -92,8 +93,13 @@ def fetch_new_pages(
         return []
     seen = set(load_fetched_pages(lake.state_path(PAGES_STATE)))
     seen.update(page_key(u) for u in landed_pages(lake.pending_raw_batches().values()).urls)
-    requests = new_page_requests(outcomes, seen, settings.max_per_run)
-    return fetch_pages(requests, settings, http, clock)
+    requests = new_page_requests(outcomes, seen)
+    fetched = fetch_pages(requests[: settings.max_per_run], settings, http, clock)
+    # Over the cap: landed as retryable skips, so each kept teaser says why.
+    detail = f"more than max_per_run = {settings.max_per_run} new pages in this run"
+    return fetched + [
+        page_error(r, clock(), "skipped", detail, RETRYABLE) for r in requests[settings.max_per_run :]
+    ]
 
 
 # --- graph ----------------------------------------------------------------

@@ -365,6 +365,12 @@ def test_cycle_lands_pages_and_articles_get_full_text_or_keep_their_teaser(
     assert len(feed_server.hits("/robots.txt")) == 1
     assert listener.accepts == 0
 
+    assert report.manifest["stats"]["reasons"]["rejects"] == {
+        "extraction_failed": 1,
+        "robots_disallowed": 1,
+        "refused_address": 2,
+    }
+
     # The feed has not changed: nothing is fetched again.
     second = run_cycle(config)
     assert second.run_id is None
@@ -378,10 +384,29 @@ def test_cycle_lands_pages_and_articles_get_full_text_or_keep_their_teaser(
         "<description>Fresh teaser.</description></item></channel>".encode(),
     )
     feed_server.routes["/rss"] = Route(body)
-    run_cycle(config)
+    run_cycle(dataclasses.replace(config, articles=_settings(feed_server, max_per_run=1)))
     assert len(feed_server.hits("/news/new")) == 1
     assert len(feed_server.hits("/news/good")) == 1 and len(feed_server.hits("/news/notext")) == 1
     assert listener.accepts == 0
+
+    # More new pages than max_per_run: the rest keep their teaser, and say why.
+    for n in range(2):
+        feed_server.routes[f"/news/later{n}"] = Route(
+            GOOD_PAGE.replace(b"Friday", f"day {n}".encode()), content_type=HTML
+        )
+    body = feed_server.routes["/rss"].body.replace(
+        b"</channel>",
+        "".join(
+            f"<item><title>later {n}</title><link>{feed_server.url(f'/news/later{n}')}</link>"
+            f"<description>Later teaser {n}.</description></item>"
+            for n in range(2)
+        ).encode()
+        + b"</channel>",
+    )
+    feed_server.routes["/rss"] = Route(body)
+    fourth = run_cycle(dataclasses.replace(config, articles=_settings(feed_server, max_per_run=1)))
+    assert fourth.manifest is not None
+    assert fourth.manifest["stats"]["reasons"]["rejects"] == {"skipped": 1}
 
 
 def test_a_crashed_run_is_finished_from_landed_pages_without_refetching_and_same_rows(
