@@ -335,8 +335,11 @@ def fetch_pages(
                 if time.monotonic() > run_deadline:
                     detail = f"article fetching stopped at its run deadline of {settings.run_deadline:g}s"
                     results[i] = page_error(requests[i], clock(), "skipped", detail, RETRYABLE)
-                else:
+                    continue
+                try:
                     results[i] = fetcher.fetch(requests[i], clock)
+                except Exception as exc:  # a bug while fetching one page must cost that page only
+                    results[i] = page_error(requests[i], clock(), "fetch_error", _describe(exc), RETRYABLE)
 
         with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
             for future in [pool.submit(work, idx) for idx in by_host.values()]:
