@@ -21,7 +21,7 @@ from connectors.http import FetchOutcome, poll_feeds
 from connectors.seeds import read_seed_dir
 from connectors.state import load_feed_states, load_seed_state, save_feed_states, save_seed_state
 from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
 from pipeline.lake import Lake
 from pipeline.tagging import Tagger, load_taxonomy
@@ -99,6 +99,9 @@ def run_cycle(
     options = pipeline_options(beam_args or [])
     runner = str(options.view_as(StandardOptions).runner)
     tagger = Tagger(load_taxonomy(config.taxonomy))
+    unknown_topics = set(config.keep_topics) - {t.id for t in tagger.taxonomy.topics}
+    if unknown_topics:
+        raise ConfigError(f"`keep_topics`: unknown topic {sorted(unknown_topics)[0]!r} in the taxonomy")
     lake = Lake(config.output_dir)
     with lake.lock():
         seed_state_path = lake.state_path("seeds.json")
@@ -130,6 +133,7 @@ def run_cycle(
                 index_files=[str(p.resolve()) for p in lake.committed_files("dedup_index")],
                 near_dup_since=since,
                 near_dup=config.near_dup,
+                keep_topics=config.keep_topics,
                 page_urls=pending_pages.urls,
                 articles=config.articles,
             )
