@@ -43,6 +43,7 @@ class FeedSource:
     name: str
     url: str
     verify_tls: bool = True  # false only when configured so for this one feed
+    fetch_articles: bool = False  # fetch each new entry's page for its full text (connectors/articles.py)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Run configuration: TOML in, typed `RunConfig` out, validated once.
 
 Keys: `seeds_dir`, `output_dir`, `taxonomy` (paths, relative to the config
-file), an optional `[http]` table, and `[[feeds]]` tables with `name` and
-`url`. Unknown keys are errors, so a typo never silently does nothing.
+file), optional `[http]`, `[dedup]` and `[articles]` tables, and `[[feeds]]`
+tables with `name`, `url` and optionally `fetch_articles`. Unknown keys are
+errors, so a typo never silently does nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.articles import ArticleSettings
 from connectors.http import FeedSource, HttpSettings
+from connectors.netguard import AllowRule
 from pipeline.near_dup import NearDupSettings
 
 if sys.version_info >= (3, 11):
@@ -38,10 +41,11 @@ class RunConfig:
     near_dup: NearDupSettings = NearDupSettings()
     lookback_days: int = 7
     keep_topics: tuple[str, ...] = ()  # empty: keep every article
+    articles: ArticleSettings = ArticleSettings()
 
 
-_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup", "keep_topics"}
-_FEED_KEYS = {"name", "url", "verify_tls"}
+_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup", "keep_topics", "articles"}
+_FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days"}
 
 
@@ -80,6 +84,24 @@ def _http(table: Any, where: str) -> HttpSettings:
     return replace(defaults, **_typed_table(table, "http", defaults, known, where))
 
 
+def _articles(table: Any, where: str) -> ArticleSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: `articles` must be a table")
+    table = dict(table)
+    hosts = table.pop("allow_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise ConfigError(f"{where}: `articles.allow_hosts` must be an array of strings")
+    for n, host in enumerate(hosts):
+        try:
+            AllowRule.parse(host)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: `articles.allow_hosts[{n}]`: {exc}") from exc
+    defaults = ArticleSettings()
+    known = {f.name for f in fields(ArticleSettings)} - {"allow_hosts"}
+    values = _typed_table(table, "articles", defaults, known, where)
+    return replace(defaults, allow_hosts=tuple(hosts), **values)
+
+
 def _dedup(table: Any, where: str) -> tuple[NearDupSettings, int]:
     defaults = NearDupSettings()
     values = _typed_table(table, "dedup", _DedupDefaults(), _DEDUP_KEYS, where)
@@ -116,6 +138,9 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
             raise ConfigError(
                 f"{at}: unknown key `{sorted(unknown)[0]}` (known: {', '.join(sorted(_FEED_KEYS))})"
             )
+        fetch_articles = item.get("fetch_articles", False)
+        if not isinstance(fetch_articles, bool):
+            raise ConfigError(f"{at}: `fetch_articles` must be true or false, got {fetch_articles!r}")
         name, url = item.get("name"), item.get("url")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{at}: `name` is required and must be a non-empty string")
@@ -131,7 +156,7 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
         verify_tls = item.get("verify_tls", True)
         if not isinstance(verify_tls, bool):
             raise ConfigError(f"{at} ({name}): `verify_tls` must be true or false, got {verify_tls!r}")
-        feeds.append(FeedSource(name=name, url=url, verify_tls=verify_tls))
+        feeds.append(FeedSource(name=name, url=url, verify_tls=verify_tls, fetch_articles=fetch_articles))
     return tuple(feeds)
 
 
@@ -157,6 +182,7 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
         near_dup=near_dup,
         lookback_days=lookback_days,
         keep_topics=_keep_topics(data.get("keep_topics", []), where),
+        articles=_articles(data.get("articles", {}), where),
     )
 
 

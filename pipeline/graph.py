@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
+from connectors.articles import PAGE_KIND, ArticleSettings
+from pipeline.articles import JoinArticlePages
 from pipeline.deduplicate import DeduplicateArticles
 from pipeline.near_dup import NearDupSettings
 from pipeline.tagging import Tagger
@@ -31,18 +33,31 @@ class RunPlan:
     near_dup_since: str  # YYYY-MM-DD: indexed articles published since are near-dup candidates
     near_dup: NearDupSettings
     keep_topics: tuple[str, ...] = ()  # empty: keep every article
+    page_urls: frozenset[str] = frozenset()  # entry links with a landed article page
+    articles: ArticleSettings = ArticleSettings()
 
 
 def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
     """Apply the run to `p` (a Pipeline or TestPipeline); returns the commit's output."""
     raws = p | "ReadRawBatches" >> ReadRawBatches(list(plan.raw_batches.values()))
-    parsed = raws | "ParseEntries" >> ParseEntries()
-    cleaned = parsed["entries"] | "CleanArticles" >> CleanArticles()
+    documents = raws | "Documents" >> beam.Filter(lambda r: r.source_kind != PAGE_KIND)
+    parsed = documents | "ParseEntries" >> ParseEntries()
+    entries, page_rejects = parsed["entries"], []
+    if plan.page_urls:
+        pages = raws | "ArticlePages" >> beam.Filter(lambda r: r.source_kind == PAGE_KIND)
+        joined = (entries, pages) | "JoinArticlePages" >> JoinArticlePages(plan.page_urls, plan.articles)
+        entries, page_rejects = joined["entries"], [joined["rejects"]]
+    cleaned = entries | "CleanArticles" >> CleanArticles()
     deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(
         plan.index_files, plan.near_dup_since, plan.near_dup
     )
     tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger, plan.keep_topics)
-    rejects = (parsed["rejects"], cleaned["rejects"], tagged["rejects"]) | "AllRejects" >> beam.Flatten()
+    rejects = (
+        parsed["rejects"],
+        *page_rejects,
+        cleaned["rejects"],
+        tagged["rejects"],
+    ) | "AllRejects" >> beam.Flatten()
 
     def stage(name: str, records: beam.PCollection) -> beam.PCollection:
         label = "".join(part.title() for part in name.split("_"))

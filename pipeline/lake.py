@@ -76,8 +76,9 @@ def _write_parquet_atomic(table: pa.Table, path: Path) -> str:
 
 def file_stats(table: Table, records: list[Any]) -> dict[str, Any]:
     """Counts the run summary needs, computed where the rows are written."""
-    # Fetch and read failures are not items: they are counted apart from rejected items.
-    items = [r for r in records if getattr(r, "stage", "item") not in ("fetch", "read")]
+    # Fetch and read failures are not items, and an `article` reject is an article that kept
+    # its teaser: they are counted apart from rejected items.
+    items = [r for r in records if getattr(r, "stage", "item") not in ("fetch", "read", "article")]
     stats: dict[str, Any] = {}
     if table.name in ("articles", "rejects", "duplicates"):
         stats["by_source"] = dict(Counter(r.source for r in items))

@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from connectors.http import FetchOutcome, poll_feeds
 from connectors.seeds import read_seed_dir
 from connectors.state import load_feed_states, load_seed_state, save_feed_states, save_seed_state
+from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
 from pipeline.lake import Lake
@@ -112,12 +113,15 @@ def run_cycle(
         feed_states = load_feed_states(feed_state_path)
         outcomes = poll_feeds(list(config.feeds), feed_states, config.http, transport, clock)
         statuses += [_feed_status(o) for o in outcomes]
+        pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)
 
-        landed = seeds + [o.raw for o in outcomes if o.raw is not None]
+        landed = seeds + [o.raw for o in outcomes if o.raw is not None] + pages
         lake.land_raw(landed, clock())
         pending = lake.pending_raw_batches()
         report = RunReport(str(config.output_dir), None, runner, 0.0, statuses)
+        pending_pages = LandedPages()
         if pending:
+            pending_pages = landed_pages(pending.values())
             run_id = stable_id("run", *sorted(pending))
             # Near duplicates are sought among indexed articles published within the lookback
             # before the newest landing; exact keys are checked against the whole index.
@@ -132,6 +136,8 @@ def run_cycle(
                 near_dup_since=since,
                 near_dup=config.near_dup,
                 keep_topics=config.keep_topics,
+                page_urls=pending_pages.urls,
+                articles=config.articles,
             )
             _run_graph(plan, options)
             manifest_path = lake.manifest_path(run_id)
@@ -144,6 +150,7 @@ def run_cycle(
         # Only now is every landed item durable: it is safe to remember validators.
         save_feed_states(feed_state_path, {**feed_states, **{o.source.url: o.state for o in outcomes}})
         save_seed_state(seed_state_path, {**known_seeds, **{r.source: r.raw_id for r in seeds}})
+        remember_pages(lake, pending_pages, clock, config.articles)
     report.seconds = time.monotonic() - started
     return report
 

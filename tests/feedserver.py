@@ -20,6 +20,7 @@ class Route:
     content_type: str = "application/rss+xml; charset=utf-8"
     etag: bool = True
     hang: float = 0.0  # seconds to stall before answering
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Location for redirects
 
 
 @dataclass
@@ -61,6 +62,8 @@ class FeedServer:
                 self.send_header("Content-Length", str(len(route.body)))
                 if route.etag:
                     self.send_header("ETag", etag)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(route.body)
 
