@@ -44,23 +44,23 @@ __all__ = [
 
 # --- folding ---------------------------------------------------------------
 
-_AS_SPACE = set("-‐‑‒–—'’‘`´·_\t")
-
 
 @cache
 def _fold_char(c: str) -> str:
-    if c in _AS_SPACE:
-        return " "
+    """Lowercase, accents dropped, and every character that is not a letter or a
+    digit (punctuation, dashes, apostrophes, line breaks) a space: aliases then
+    match on word boundaries by their padding alone (see Tagger._add)."""
     if c.isascii():
-        return c.lower()
+        return c.lower() if c.isalnum() else " "
     decomposed = unicodedata.normalize("NFKD", c.casefold())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     # Recompose what decomposition split without accents (Hangul syllables into jamo).
-    return unicodedata.normalize("NFC", stripped) or " "
+    folded = unicodedata.normalize("NFC", stripped)
+    return "".join(ch if ch.isalnum() else " " for ch in folded) or " "
 
 
 _FOLDING_BLOCKS = [
-    (0x0080, 0x052F),  # Latin-1 to Cyrillic Supplement, combining marks
+    (0x0000, 0x052F),  # Latin-1 to Cyrillic Supplement, combining marks
     (0x1E00, 0x1FFF),  # Latin Extended Additional (Vietnamese), Greek Extended
     (0x2000, 0x24FF),  # punctuation, letterlike and number forms, enclosed alphanumerics
     (0x3000, 0x33FF),  # CJK symbols, kana, compatibility jamo, enclosed CJK
@@ -78,7 +78,7 @@ def _chars_to_fold() -> re.Pattern[str]:
     punctuation, kana, compatibility and fullwidth forms); elsewhere (Hangul
     syllables, CJK ideographs, emoji) folding is lowercasing.
     """
-    special = ["-", "'", "`", "_", "\t"]
+    special = []
     for first, last in _FOLDING_BLOCKS:
         for cp in range(first, last + 1):
             if _fold_char(chr(cp)) != chr(cp):
@@ -127,7 +127,7 @@ def _is_unspaced_script(text: str) -> bool:
 class _Pattern:
     key: str  # entity id, "cue:<topic>", "exclude:<topic>" or "ignore"
     stem: bool
-    bounded: bool
+    bounded: bool  # word boundaries required: the automaton key is padded with spaces
     kind: str = "full"  # "full" | "weak" | "exact"
     exact: str = ""  # exact aliases: the form as written
     language: str = ""  # exact aliases: the only language they count in
@@ -181,19 +181,27 @@ class Tagger:
     ) -> None:
         stem = alias.endswith("*")
         written = alias.rstrip("*").strip()
-        folded = " ".join(fold(written).split())
+        # Not collapsed: "ЧВК «Вагнер»" folds to two spaces in the alias as in the text.
+        folded = fold(written).strip()
+        if not folded:
+            return
         exact = kind == "exact"
+        bounded = not _is_unspaced_script(folded)
         pattern = _Pattern(
             key,
             stem,
-            not _is_unspaced_script(folded),
+            bounded,
             kind,
             written if exact else "",
             language if exact else "",
             _is_entity_key(key),
         )
-        if folded and pattern not in patterns[folded]:
-            patterns[folded].append(pattern)
+        # Folded text has a space wherever a word ends, and is searched with one
+        # more at each end: " alias " only matches a whole word (" stem" a word's
+        # start). Unspaced scripts are matched anywhere.
+        padded = f" {folded}" + ("" if stem else " ") if bounded else folded
+        if pattern not in patterns[padded]:
+            patterns[padded].append(pattern)
 
     def __getstate__(self) -> dict[str, Any]:
         # The automaton is rebuilt lazily on each worker rather than pickled.
@@ -208,22 +216,22 @@ class Tagger:
         if self._automaton is None:
             self._automaton, self._items = _build_automaton(self._patterns)
         folded, offsets = fold_with_offsets(text)
+        padded = f" {folded} "
         hits: list[Hit] = []
-        n = len(folded)
         items_of = self._items
-        for index, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
-            left_ok = start == 0 or not folded[start - 1].isalnum()
-            right_ok = end == n or not folded[end].isalnum()
+        for index, match_start, match_end in self._automaton.find_matches_as_indexes(
+            padded, overlapping=True
+        ):
             for p in items_of[index]:
+                # Back to `folded` coordinates: drop the padding and the leading space.
                 if p.bounded:
-                    if not left_ok:
-                        continue
-                    if not p.stem and not right_ok:
-                        continue
-                stop = end
-                if p.stem:
-                    while stop < n and folded[stop].isalnum():
-                        stop += 1
+                    start = match_start
+                    stop = padded.find(" ", match_end) - 1 if p.stem else match_end - 2
+                else:
+                    start, stop = match_start - 1, match_end - 1
+                    if p.stem:
+                        while stop < len(folded) and folded[stop].isalnum():
+                            stop += 1
                 if offsets is None:
                     hit = Hit(p.key, start, stop, p.kind == "weak", p.entity)
                 else:
