@@ -118,11 +118,12 @@ def _run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> i
 
 
 def _compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import compact
+    from pipeline.maintenance import compact, utc_now
 
     lake = Lake(config.output_dir)
     with lake.lock():
-        result = compact(lake, args.max_rows_per_file, kill_at=os.environ.get(KILL_ENV) or None)
+        kill_at = os.environ.get(KILL_ENV) or None
+        result = compact(lake, args.max_rows_per_file, kill_at=kill_at, now=utc_now())
     print(
         f"compacted {result.partitions} partitions: {result.files_before} files -> "
         f"{result.files_after}, {result.rows} rows"
@@ -131,7 +132,7 @@ def _compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) 
 
 
 def _replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import replay
+    from pipeline.maintenance import replay, utc_now
     from pipeline.run import make_plan, pipeline_options, run_graph
     from pipeline.tagging import Tagger, load_taxonomy
 
@@ -143,7 +144,9 @@ def _replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
         return make_plan(config, lake, tagger, run_id, batches, index_files, stage_only=True)
 
     with lake.lock():
-        result = replay(lake, args.since, args.until, plan_for, lambda plan: run_graph(plan, options))
+        result = replay(
+            lake, args.since, args.until, plan_for, lambda plan: run_graph(plan, options), utc_now()
+        )
     print(
         f"replayed {len(result.runs)} runs landed {args.since}..{args.until}: "
         f"{result.partitions_replaced} partitions replaced"

@@ -96,6 +96,7 @@ def compact(
     max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
     kill_at: str | None = None,
     tables: tuple[str, ...] = COMMITTED_TABLES,
+    now: datetime | None = None,
 ) -> CompactResult:
     """Merge each partition's files into as few as `max_rows_per_file` allows, in one swap.
 
@@ -120,7 +121,8 @@ def compact(
             result.files_after += len(staged)
             result.rows += merged.num_rows
     if replacements:
-        result.manifest = lake.replace_partitions("compact", replacements, kill_at=kill_at)
+        info = {"committed_at": now.isoformat()} if now else {}
+        result.manifest = lake.replace_partitions("compact", replacements, info, kill_at=kill_at)
     return result
 
 
@@ -163,6 +165,7 @@ def replay_run(
     earlier_runs: set[str],
     plan_for: Callable[[str, dict[str, Path], list[Path]], Any],
     run_graph: RunGraph,
+    now: datetime | None = None,
 ) -> dict[str, Any] | None:
     """Re-run one committed run with the current pipeline and swap its rows in.
 
@@ -207,7 +210,8 @@ def replay_run(
         kept = current.filter(pc.not_equal(current.column("run_id"), run_id))
         replacements[(name, partition)] = _replacement(lake, table, partition, rels, kept, current, fresh)
     changed = {k: v for k, v in replacements.items() if v is not None}
-    swap = lake.replace_partitions("replay", changed, info={"replayed_run": run_id}) if changed else None
+    info = {"replayed_run": run_id, **({"committed_at": now.isoformat()} if now else {})}
+    swap = lake.replace_partitions("replay", changed, info) if changed else None
     shutil.rmtree(lake.root / STAGING / run_id, ignore_errors=True)
     shutil.rmtree(lake.root / STAGING / work, ignore_errors=True)
     return swap
@@ -237,6 +241,7 @@ def replay(
     until: date,
     plan_for: Callable[[str, dict[str, Path], list[Path]], Any],
     run_graph: RunGraph,
+    now: datetime | None = None,
 ) -> ReplayResult:
     """Replay every run that processed raw data landed in [since, until], oldest first.
 
@@ -253,7 +258,7 @@ def replay(
                 break
             if "run_id" in m:
                 earlier.add(m["run_id"])
-        swap = replay_run(lake, target, earlier, plan_for, run_graph)
+        swap = replay_run(lake, target, earlier, plan_for, run_graph, now)
         result.runs.append(target["run_id"])
         if swap is not None:
             result.manifests.append(swap)
@@ -381,12 +386,12 @@ def snapshot_connection(lake: Lake) -> Any:
 
 
 def _when(m: dict[str, Any]) -> str:
-    return str(m.get("started_at") or m.get("committed_at") or "-")
+    return str(m.get("started_at") or m.get("committed_at") or "-")[:19]
 
 
 def run_lines(lake: Lake, last: int = 10) -> Iterator[str]:
     """One line per recent commit (runs and swaps), newest first."""
-    yield f"  {'SEQ':>4} {'KIND':<8} {'ID':<16} {'WHEN':<25} {'OUTCOME':<8} ROWS"
+    yield f"  {'SEQ':>4} {'KIND':<8} {'ID':<16} {'WHEN':<19} {'OUTCOME':<8} ROWS"
     for m in reversed(lake.manifests()[-last:]):
         rows = m.get("stats", {}).get("rows", {})
         counts = ", ".join(f"{t} {n}" for t, n in sorted(rows.items()))
@@ -396,7 +401,7 @@ def run_lines(lake: Lake, last: int = 10) -> Iterator[str]:
         ident = (m.get("run_id") or m.get("op_id") or "?")[:16]
         outcome = m.get("outcome", "ok" if m.get("kind", "run") == "run" else "-")
         kind = m.get("kind", "run")
-        yield f"  {m.get('seq', 0):>4} {kind:<8} {ident:<16} {_when(m):<25} {outcome:<8} {counts}"
+        yield f"  {m.get('seq', 0):>4} {kind:<8} {ident:<16} {_when(m):<19} {outcome:<8} {counts}"
 
 
 def feed_lines(lake: Lake) -> Iterator[str]:
