@@ -145,14 +145,15 @@ def _landed_date(path: Path) -> str:
 
 def runs_to_replay(lake: Lake, since: date, until: date) -> list[dict[str, Any]]:
     """Manifests of the runs that processed raw data landed in [since, until], in commit order."""
-    in_range = {
-        b for b, p in lake.raw_batches().items() if since.isoformat() <= _landed_date(p) <= until.isoformat()
-    }
-    return [
-        m
-        for m in lake.manifests()
-        if m.get("kind", "run") == "run" and "run_id" in m and in_range & set(m.get("raw_batches", []))
-    ]
+    landed = {b: _landed_date(p) for b, p in lake.raw_batches().items()}
+    runs = []
+    for m in lake.manifests():
+        if m.get("kind", "run") != "run" or "run_id" not in m:
+            continue
+        days = {**m.get("raw_landed", {}), **{b: landed[b] for b in m.get("raw_batches", []) if b in landed}}
+        if any(since.isoformat() <= day <= until.isoformat() for day in days.values()):
+            runs.append(m)
+    return runs
 
 
 def _runs_in(path: Path) -> set[str]:

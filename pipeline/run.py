@@ -127,6 +127,8 @@ def run_cycle(
                 "started_at": landed_at.isoformat(),
                 "outcome": "partial" if failed else "ok",
                 "sources": {"polled": len(statuses), "failed": failed},
+                # what replay selects by, even once vacuum has deleted the raw files
+                "raw_landed": {b: p.parent.name.split("=", 1)[1] for b, p in sorted(pending.items())},
             }
             plan = make_plan(config, lake, tagger, run_id, pending, info=info, kill_at=kill_at)
             run_graph(plan, options)
