@@ -156,3 +156,22 @@ def _empty_config(tmp_path: Path) -> Path:
     path = tmp_path / "c.toml"
     path.write_text("", encoding="utf-8")  # no feeds: seeds only
     return path
+
+
+def test_repeated_bundles_give_the_same_lake(tmp_path: Path, lakes: dict[str, Any], monkeypatch) -> None:
+    """Beam may run a bundle more than once; `--direct_runner_bundle_repeat` (which the
+    FnApiRunner honours) replays each one: staging and the commit must be idempotent."""
+    calls = []
+    commit = Lake.commit
+
+    def counting(self: Lake, *args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "commit", counting)
+    config = make_config(tmp_path, lakes["seeds"])
+    shutil.copytree(lakes["template"], config.output_dir)
+    run_cycle(config, ["--direct_runner_bundle_repeat=2"])
+    assert len(calls) == 3, "every bundle, the commit's included, ran three times"
+    assert lake_state(config.output_dir) == lakes["after"]
+    assert len(Lake(config.output_dir).manifests()) == 2

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,13 +18,13 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipeline import cli
-from pipeline.lake import Lake, stage_arrow, stage_partition
+from pipeline.lake import KILL_ENV, Lake, stage_arrow, stage_partition
 from pipeline.maintenance import compact, vacuum
 from pipeline.run import run_cycle
 from schemas.arrow import TABLES, records_to_table
 from schemas.ids import stable_id
 from schemas.records import RawFetch
-from tests.conftest import make_config
+from tests.conftest import ROOT, make_config
 from tests.factories import make_article
 from tests.lakeread import glob_duck_count, snapshot_arrow, snapshot_duck_rows
 from tests.test_crash import FIRST, SECOND, _write_seeds, lake_state
@@ -312,3 +316,30 @@ def test_replay_refuses_a_run_whose_raw_data_was_vacuumed(two_day_lake: Path, ca
 def test_replay_rejects_a_bad_range(two_day_lake: Path, capsys) -> None:
     assert _replay(two_day_lake, "2024-06-21", "2024-06-20") == cli.EXIT_FAILED
     assert "after --until" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("point", ["before_moves", "between_moves", "before_manifest", "after_manifest"])
+def test_a_killed_compaction_leaves_the_rows_readable_and_the_next_one_finishes(
+    tmp_path: Path, point: str
+) -> None:
+    lake = Lake(tmp_path)
+    _small_runs(lake, 3)
+    rows = snapshot_duck_rows(tmp_path, "articles")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "compact", "--output", str(tmp_path)],
+        env={**os.environ, KILL_ENV: point},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    assert snapshot_duck_rows(tmp_path, "articles") == rows
+    assert len(_article_ids(tmp_path)) == 36
+    files = 3 if point == "after_manifest" else 9
+    assert len(lake.committed_files("articles")) == files
+    glob_duck_count(tmp_path, "articles")  # never fails
+
+    assert cli.main(["compact", "--output", str(tmp_path)]) == 0
+    assert snapshot_duck_rows(tmp_path, "articles") == rows
+    assert glob_duck_count(tmp_path, "articles") == 36
+    assert len(lake.committed_files("articles")) == 3
