@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench bench-dedup constraints clean
+.PHONY: run test lint bench bench-dedup bench-lake constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(STAMP)
 
 bench-dedup: $(STAMP)
 	$(BIN)/python -m bench.dedup $(ARGS)
+
+bench-lake: $(STAMP)
+	$(BIN)/python -m bench.lake $(ARGS)
 
 constraints: $(STAMP)
 	(echo '# Every dependency pinned (Python 3.11, Linux x86_64). Regenerate with: make constraints'; \

@@ -112,15 +112,20 @@ class StagedFile:
         }
 
 
-def make_dirs(path: Path) -> None:
-    """mkdir -p, with the parent of every created directory fsynced so the entry survives."""
+def _mkdirs(path: Path) -> list[Path]:
+    """mkdir -p; returns the directories it created, outermost first."""
     missing = []
     probe = path
     while not probe.exists():
         missing.append(probe)
         probe = probe.parent
     path.mkdir(parents=True, exist_ok=True)
-    for created in reversed(missing):
+    return missing[::-1]
+
+
+def make_dirs(path: Path) -> None:
+    """mkdir -p, with the parent of every created directory fsynced so the entry survives."""
+    for created in _mkdirs(path):
         fsync_dir(created.parent)
 
 
@@ -355,24 +360,36 @@ class Lake:
     # --- commit ------------------------------------------------------------
 
     def _move_in(self, files: list[StagedFile], kill_at: str | None) -> None:
-        for n, f in enumerate(files):
+        """Give each staged file its `_files/` name, then rename it into its dataset folder.
+
+        Each directory is fsynced once, after all its entries changed.
+        """
+        todo = []
+        for f in files:
             src, dst = self.root / f.staged_path, self.root / f.final_path
-            second = self.root / FILES / f.final_path
-            if n == 1:
-                kill_point(kill_at, "between_moves")
-            if not src.exists():
-                if dst.exists():  # moved by an earlier call of the same commit
-                    continue
+            if src.exists():
+                todo.append((src, dst, self.root / FILES / f.final_path))
+            elif not dst.exists():
                 raise FileNotFoundError(f"staged file vanished before commit: {src}")
-            make_dirs(second.parent)
+            # else: moved by an earlier call of the same commit
+        created: list[Path] = []
+        for _, dst, second in todo:
+            created += _mkdirs(dst.parent) + _mkdirs(second.parent)
+        for parent in sorted({d.parent for d in created}):
+            fsync_dir(parent)
+        for src, _, second in todo:
             link_tmp = second.with_name(f".{second.name}.link")
             link_tmp.unlink(missing_ok=True)
             os.link(src, link_tmp)
             os.replace(link_tmp, second)
-            fsync_dir(second.parent)
-            make_dirs(dst.parent)
+        for folder in sorted({second.parent for _, _, second in todo}):
+            fsync_dir(folder)
+        for n, (src, dst, _) in enumerate(todo):
+            if n == 1:
+                kill_point(kill_at, "between_moves")
             os.replace(src, dst)
-            fsync_dir(dst.parent)
+        for folder in sorted({dst.parent for _, dst, _ in todo}):
+            fsync_dir(folder)
 
     def commit(
         self,
