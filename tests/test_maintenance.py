@@ -264,11 +264,8 @@ def test_replay_of_an_unchanged_lake_changes_nothing(two_day_lake: Path, capsys)
     before = lake_state(two_day_lake)
     assert len(before["duplicates"]) == 1, "the second run found a copy of the first run's article"
     manifests = len(Lake(two_day_lake).manifests())
-    for since, until in (
-        ("2024-06-21", "2024-06-21"),
-        ("2024-06-20", "2024-06-20"),
-        ("2024-06-01", "2024-06-30"),
-    ):
+    # the second run alone (its copy of the first run's article must stay a duplicate), then both
+    for since, until in (("2024-06-21", "2024-06-21"), ("2024-06-01", "2024-06-30")):
         assert _replay(two_day_lake, since, until) == 0
         assert "0 partitions replaced" in capsys.readouterr().out
         assert lake_state(two_day_lake) == before
