@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         "PipelineOptions (e.g. --runner, --direct_num_workers, --dask_client_address).",
     )
     run.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
+    run.add_argument(
+        "--topics", help="comma-separated topic ids: keep only articles about one of them (`keep_topics`)"
+    )
     compact = command("compact", "merge each partition's small files into few large ones, atomically")
     compact.add_argument("--max-rows-per-file", type=_positive, default=1_000_000)
     replay = command(
@@ -75,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT published_date, count(*) FROM articles GROUP BY 1"')
     status = command("status", "recent runs and swaps, and the health of each feed")
     status.add_argument("--last", type=_positive, default=10, help="how many commits to list")
+    evaluate = sub.add_parser(
+        "eval",
+        help="tagging precision, recall and F1 on a labelled set",
+        description="Tag a labelled set (default: tests/eval/tagging) and print precision, "
+        "recall and F1 per topic and per language.",
+    )
+    evaluate.add_argument("--set", dest="eval_set", type=Path, help="folder of labelled *.jsonl")
+    evaluate.add_argument("--split", choices=["dev", "test", "all"], default="all")
+    evaluate.add_argument("--taxonomy", type=Path, help="taxonomy TOML (default: built-in)")
+    evaluate.add_argument("--mistakes", action="store_true", help="list every wrong decision")
     return parser
 
 
@@ -84,7 +97,27 @@ def _config(args: argparse.Namespace) -> RunConfig:
         config = config.__class__(**{**config.__dict__, "output_dir": args.output})
     if getattr(args, "seeds", None):
         config = config.__class__(**{**config.__dict__, "seeds_dir": args.seeds})
+    if getattr(args, "topics", None) is not None:
+        topics = tuple(sorted({t.strip() for t in args.topics.split(",") if t.strip()}))
+        config = config.__class__(**{**config.__dict__, "keep_topics": topics})
     return config
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pipeline.evaluate import DEFAULT_EVAL_SET, evaluate, format_report, load_eval_set
+    from pipeline.tagging import Tagger, load_taxonomy
+
+    try:
+        tagger = Tagger(load_taxonomy(args.taxonomy))
+        articles = load_eval_set(args.eval_set or DEFAULT_EVAL_SET, args.split)
+    except (TaxonomyError, ValueError, OSError) as exc:
+        print(f"newsbeam: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not articles:
+        print("newsbeam: no labelled articles found", file=sys.stderr)
+        return EXIT_FAILED
+    print(format_report(evaluate(tagger, articles), show_mistakes=args.mistakes))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command not in ("run", "replay"):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    if args.command == "eval":
+        return _evaluate(args)
     # Before Beam is imported: its import logs warnings about optional cloud clients.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     try:

@@ -37,9 +37,10 @@ class RunConfig:
     http: HttpSettings
     near_dup: NearDupSettings = NearDupSettings()
     lookback_days: int = 7
+    keep_topics: tuple[str, ...] = ()  # empty: keep every article
 
 
-_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup"}
+_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup", "keep_topics"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days"}
 
 
@@ -128,6 +129,12 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
     return tuple(feeds)
 
 
+def _keep_topics(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        raise ConfigError(f"{where}: `keep_topics` must be a list of topic ids")
+    return tuple(sorted(set(value)))
+
+
 def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
     unknown = set(data) - _TOP_KEYS
     if unknown:
@@ -143,6 +150,7 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
         http=_http(data.get("http", {}), where),
         near_dup=near_dup,
         lookback_days=lookback_days,
+        keep_topics=_keep_topics(data.get("keep_topics", []), where),
     )
 
 

@@ -31,6 +31,7 @@ class RunPlan:
     index_files: list[str]  # the dedup index of earlier runs
     near_dup_since: str  # YYYY-MM-DD: indexed articles published since are near-dup candidates
     near_dup: NearDupSettings
+    keep_topics: tuple[str, ...] = ()  # empty: keep every article
     info: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest
     kill_at: str | None = None  # crash tests: the named point where the job dies
     stage_only: bool = False  # stage and list the files; the driver swaps them in (replay)
@@ -44,15 +45,15 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
     deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(
         plan.index_files, plan.near_dup_since, plan.near_dup
     )
-    tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger)
-    rejects = (parsed["rejects"], cleaned["rejects"]) | "AllRejects" >> beam.Flatten()
+    tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger, plan.keep_topics)
+    rejects = (parsed["rejects"], cleaned["rejects"], tagged["rejects"]) | "AllRejects" >> beam.Flatten()
 
     def stage(name: str, records: beam.PCollection) -> beam.PCollection:
         label = "".join(part.title() for part in name.split("_"))
         return records | f"Stage{label}" >> StageTable(name, plan.output_dir, plan.run_id, plan.kill_at)
 
     staged = (
-        stage("articles", tagged),
+        stage("articles", tagged["articles"]),
         stage("rejects", rejects),
         stage("duplicates", deduped["duplicates"]),
         stage("dedup_index", deduped["index"]),

@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from connectors.http import FetchOutcome, poll_feeds
 from connectors.seeds import read_seed_dir
 from connectors.state import load_feed_states, load_seed_state, save_feed_states, save_seed_state
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
 from pipeline.lake import Lake, kill_point
 from pipeline.tagging import Tagger, load_taxonomy
@@ -103,6 +103,9 @@ def run_cycle(
     options = pipeline_options(beam_args or [])
     runner = str(options.view_as(StandardOptions).runner)
     tagger = Tagger(load_taxonomy(config.taxonomy))
+    unknown_topics = set(config.keep_topics) - {t.id for t in tagger.taxonomy.topics}
+    if unknown_topics:
+        raise ConfigError(f"`keep_topics`: unknown topic {sorted(unknown_topics)[0]!r} in the taxonomy")
     lake = Lake(config.output_dir)
     with lake.lock():
         seed_state_path = lake.state_path("seeds.json")
@@ -171,6 +174,7 @@ def make_plan(
         index_files=[str(p.resolve()) for p in index],
         near_dup_since=since,
         near_dup=config.near_dup,
+        keep_topics=config.keep_topics,
         **extra,
     )
 

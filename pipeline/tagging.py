@@ -1,140 +1,53 @@
-"""Entity and topic tagging driven by a taxonomy data file.
+"""Entity and topic tagging driven by a taxonomy (see pipeline/taxonomy.py).
 
-Aliases are matched with one Aho-Corasick automaton over case- and
-accent-folded text (hyphens and apostrophes read as spaces, so "Kim Jong-un"
-and "Kim Jong Un" are one alias). Word boundaries are enforced for scripts
-that separate words with spaces; for Chinese, Japanese and Korean aliases
-they are not, since particles attach to names (러시아와, 북한은). An alias
-ending in `*` is a stem: any word characters may follow it (России, Россией).
-
-A topic rule names groups of selectors (an entity id or `country:XX`); it
-fires in a paragraph where every group has a match and, when the rule lists
-cue words, at least one cue occurs too.
+Aliases, cues and ignore phrases are matched with one Aho-Corasick automaton,
+in one pass over the case- and accent-folded article (title included).
+Hyphens and apostrophes fold to spaces, so "Kim Jong-un" and "Kim Jong Un" are
+one alias. Word boundaries are enforced for scripts that separate words with
+spaces; for Chinese, Japanese and Korean aliases they are not, since particles
+attach to names (러시아와, 북한은). An alias ending in `*` is a stem: any word
+characters may follow it (России, Россией).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
+from bisect import bisect_right
 from collections import defaultdict
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, NamedTuple
 
-import ahocorasick
+import ahocorasick_rs
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from pipeline.taxonomy import (
+    DEFAULT_TAXONOMY,
+    Taxonomy,
+    TaxonomyError,
+    TopicRule,
+    load_taxonomy,
+    parse_taxonomy,
+)
 from schemas.records import EntityMention, TopicMatch
 
-ENTITY_TYPES = {"person", "place", "organisation", "country", "event"}
-SCOPES = {"sentence", "paragraph", "document"}
-
-
-class TaxonomyError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class EntityDef:
-    id: str
-    type: str
-    country: str | None
-    aliases: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TopicRule:
-    id: str
-    label: str
-    all_of: tuple[tuple[str, ...], ...]
-    cues: tuple[str, ...] = ()
-    scope: str = "paragraph"
-
-
-@dataclass(frozen=True)
-class Taxonomy:
-    version: str
-    entities: tuple[EntityDef, ...]
-    topics: tuple[TopicRule, ...]
-    source: str = field(default="", compare=False)
-
-
-def _need(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
-    if key not in table:
-        raise TaxonomyError(f"{where}: missing key `{key}`")
-    value = table[key]
-    if not isinstance(value, kind):
-        raise TaxonomyError(f"{where}: `{key}` must be a {kind.__name__}")
-    return value
-
-
-def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy:
-    version = _need(data, "version", source, str)
-    entities: list[EntityDef] = []
-    seen: set[str] = set()
-    for n, table in enumerate(data.get("entities", [])):
-        where = f"{source}: entities[{n}]"
-        eid = _need(table, "id", where, str)
-        where = f"{source}: entity {eid!r}"
-        if eid in seen:
-            raise TaxonomyError(f"{where}: duplicate id")
-        seen.add(eid)
-        etype = _need(table, "type", where, str)
-        if etype not in ENTITY_TYPES:
-            raise TaxonomyError(f"{where}: type must be one of {sorted(ENTITY_TYPES)}")
-        aliases_by_lang = _need(table, "aliases", where, dict)
-        aliases = tuple(a for lang in sorted(aliases_by_lang) for a in aliases_by_lang[lang])
-        if not aliases or not all(isinstance(a, str) and a.strip() for a in aliases):
-            raise TaxonomyError(f"{where}: `aliases` needs non-empty strings")
-        entities.append(EntityDef(eid, etype, table.get("country"), aliases))
-    topics: list[TopicRule] = []
-    for n, table in enumerate(data.get("topics", [])):
-        tid = _need(table, "id", f"{source}: topics[{n}]", str)
-        where = f"{source}: topic {tid!r}"
-        groups = _need(table, "all_of", where, list)
-        for group in groups:
-            if not isinstance(group, list) or not group:
-                raise TaxonomyError(f"{where}: `all_of` must be a list of non-empty lists")
-            for selector in group:
-                if not selector.startswith("country:") and selector not in seen:
-                    raise TaxonomyError(f"{where}: unknown entity {selector!r} in `all_of`")
-        cues = table.get("cues", {})
-        cue_list = (
-            tuple(c for lang in sorted(cues) for c in cues[lang]) if isinstance(cues, dict) else tuple(cues)
-        )
-        scope = table.get("scope", "paragraph")
-        if scope not in SCOPES:
-            raise TaxonomyError(f"{where}: scope must be one of {sorted(SCOPES)}")
-        topics.append(
-            TopicRule(tid, table.get("label", tid), tuple(tuple(g) for g in groups), cue_list, scope)
-        )
-    return Taxonomy(version, tuple(entities), tuple(topics), source)
-
-
-DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
-
-
-def load_taxonomy(path: Path | None = None) -> Taxonomy:
-    path = path or DEFAULT_TAXONOMY
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise TaxonomyError(f"{path}: {exc}") from exc
-    return parse_taxonomy(data, str(path))
-
+__all__ = [
+    "DEFAULT_TAXONOMY",
+    "Hit",
+    "Tagger",
+    "TaxonomyError",
+    "fold",
+    "fold_with_offsets",
+    "load_taxonomy",
+    "parse_taxonomy",
+]
 
 # --- folding ---------------------------------------------------------------
 
-_AS_SPACE = set("-‐‑‒–—'’‘`´·_") | {"\n", "\t"}
+_AS_SPACE = set("-‐‑‒–—'’‘`´·_\t")
 
 
-@lru_cache(maxsize=65536)
+@cache
 def _fold_char(c: str) -> str:
     if c in _AS_SPACE:
         return " "
@@ -146,17 +59,53 @@ def _fold_char(c: str) -> str:
     return unicodedata.normalize("NFC", stripped) or " "
 
 
+_FOLDING_BLOCKS = [
+    (0x0080, 0x052F),  # Latin-1 to Cyrillic Supplement, combining marks
+    (0x1E00, 0x1FFF),  # Latin Extended Additional (Vietnamese), Greek Extended
+    (0x2000, 0x24FF),  # punctuation, letterlike and number forms, enclosed alphanumerics
+    (0x3000, 0x33FF),  # CJK symbols, kana, compatibility jamo, enclosed CJK
+    (0xF900, 0xFB4F),  # CJK compatibility ideographs, Latin ligatures
+    (0xFE30, 0xFFEF),  # CJK compatibility forms, halfwidth and fullwidth forms
+]
+
+
+def _chars_to_fold() -> re.Pattern[str]:
+    """A character class of every character whose folding is more than lowercasing.
+
+    Folding then costs one C-level lower() plus a callback per such character
+    (accented letters, dashes, fullwidth forms), not a Python call per character.
+    Only the blocks where folding does more are scanned (Latin, Greek, Cyrillic,
+    punctuation, kana, compatibility and fullwidth forms); elsewhere (Hangul
+    syllables, CJK ideographs, emoji) folding is lowercasing.
+    """
+    special = ["-", "'", "`", "_", "\t"]
+    for first, last in _FOLDING_BLOCKS:
+        for cp in range(first, last + 1):
+            if _fold_char(chr(cp)) != chr(cp):
+                special.append(chr(cp))
+    return re.compile("[" + "".join(re.escape(c) for c in special) + "]")
+
+
+_TO_FOLD = _chars_to_fold()
+
+
+def _fold_match(m: re.Match[str]) -> str:
+    return _fold_char(m.group())
+
+
 def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
     """Folded text and, for each folded character, the index of its source character
     (None when folding kept every character's length, the common case)."""
-    parts = list(map(_fold_char, text))
-    folded = "".join(parts)
-    if len(folded) == len(text):
-        return folded, None
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        folded = _TO_FOLD.sub(_fold_match, lowered)
+        if len(folded) == len(text):
+            return folded, None
+    parts = [_fold_char(c) for c in text]
     offsets: list[int] = []
     for i, part in enumerate(parts):
         offsets.extend([i] * len(part))
-    return folded, offsets
+    return "".join(parts), offsets
 
 
 def fold(text: str) -> str:
@@ -176,24 +125,30 @@ def _is_unspaced_script(text: str) -> bool:
 
 @dataclass(frozen=True)
 class _Pattern:
-    key: str  # entity id, or "cue:<topic>"
+    key: str  # entity id, "cue:<topic>", "exclude:<topic>" or "ignore"
     stem: bool
     bounded: bool
+    kind: str = "full"  # "full" | "weak" | "exact"
+    exact: str = ""  # exact aliases: the form as written
+    language: str = ""  # exact aliases: the only language they count in
+    entity: bool = True  # an entity alias or an ignore phrase, not a cue
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     key: str
     start: int  # in the source text
     end: int
+    weak: bool = False
+    entity: bool = True  # False for cues and exclusion cues
 
 
-def _build_automaton(patterns: dict[str, list[_Pattern]]) -> Any:
-    automaton = ahocorasick.Automaton()
-    for folded, items in patterns.items():
-        automaton.add_word(folded, (len(folded), tuple(items)))
-    automaton.make_automaton()
-    return automaton
+def _build_automaton(patterns: dict[str, list[_Pattern]]) -> tuple[Any, list[tuple[_Pattern, ...]]]:
+    folded = list(patterns)
+    return ahocorasick_rs.AhoCorasick(folded), [tuple(patterns[f]) for f in folded]
+
+
+def _is_entity_key(key: str) -> bool:
+    return not key.startswith(("cue:", "exclude:"))
 
 
 class Tagger:
@@ -205,18 +160,38 @@ class Tagger:
         patterns: dict[str, list[_Pattern]] = defaultdict(list)
         for entity in taxonomy.entities:
             for alias in entity.aliases:
-                self._add(patterns, alias, entity.id)
+                self._add(patterns, alias.text, entity.id, alias.kind, alias.language)
         for topic in taxonomy.topics:
             for cue in topic.cues:
                 self._add(patterns, cue, f"cue:{topic.id}")
+            for cue in topic.exclude:
+                self._add(patterns, cue, f"exclude:{topic.id}")
+        for phrase in taxonomy.ignore:
+            self._add(patterns, phrase, "ignore")
         self._patterns = dict(patterns)
+        self._selectors = {  # what a hit on an entity answers for in a topic rule
+            e.id: (e.id, f"country:{e.country}") if e.country else (e.id,) for e in taxonomy.entities
+        }
         self._automaton: Any = None
+        self._items: list[tuple[_Pattern, ...]] = []
 
     @staticmethod
-    def _add(patterns: dict[str, list[_Pattern]], alias: str, key: str) -> None:
+    def _add(
+        patterns: dict[str, list[_Pattern]], alias: str, key: str, kind: str = "full", language: str = ""
+    ) -> None:
         stem = alias.endswith("*")
-        folded = " ".join(fold(alias.rstrip("*")).split())
-        pattern = _Pattern(key, stem, not _is_unspaced_script(folded))
+        written = alias.rstrip("*").strip()
+        folded = " ".join(fold(written).split())
+        exact = kind == "exact"
+        pattern = _Pattern(
+            key,
+            stem,
+            not _is_unspaced_script(folded),
+            kind,
+            written if exact else "",
+            language if exact else "",
+            _is_entity_key(key),
+        )
         if folded and pattern not in patterns[folded]:
             patterns[folded].append(pattern)
 
@@ -227,144 +202,197 @@ class Tagger:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["taxonomy"])  # type: ignore[misc]
 
-    def find(self, text: str) -> list[Hit]:
+    def find(self, text: str, language: str | None = None) -> list[Hit]:
+        """Every alias, cue and exclusion cue in `text`, after overlaps, ignore
+        phrases and weak aliases are resolved. Spans index into `text`."""
         if self._automaton is None:
-            self._automaton = _build_automaton(self._patterns)
+            self._automaton, self._items = _build_automaton(self._patterns)
         folded, offsets = fold_with_offsets(text)
         hits: list[Hit] = []
         n = len(folded)
-        for end, (length, items) in self._automaton.iter(folded):
-            start = end - length + 1
+        items_of = self._items
+        for index, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
             left_ok = start == 0 or not folded[start - 1].isalnum()
-            for p in items:
+            right_ok = end == n or not folded[end].isalnum()
+            for p in items_of[index]:
                 if p.bounded:
                     if not left_ok:
                         continue
-                    if not p.stem and end + 1 < n and folded[end + 1].isalnum():
+                    if not p.stem and not right_ok:
                         continue
-                stop = end + 1
+                stop = end
                 if p.stem:
                     while stop < n and folded[stop].isalnum():
                         stop += 1
                 if offsets is None:
-                    hits.append(Hit(p.key, start, stop))
+                    hit = Hit(p.key, start, stop, p.kind == "weak", p.entity)
                 else:
-                    hits.append(Hit(p.key, offsets[start], offsets[stop - 1] + 1))
-        return _drop_overlaps(hits)
+                    hit = Hit(p.key, offsets[start], offsets[stop - 1] + 1, p.kind == "weak", p.entity)
+                if p.kind == "exact" and not _exact_ok(p, text, hit, language):
+                    continue
+                hits.append(hit)
+        kept = [h for h in _drop_overlaps(hits) if h.key != "ignore"]
+        return _resolve_weak(kept)
 
     def tag(
-        self, title: str, text: str
+        self, title: str, text: str, language: str | None = None
     ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
-        units = [title, *[p for p in text.split("\n") if p.strip()]]
-        title_len = len(title) + 1
+        document = f"{title}\n{text}"
+        hits = self.find(document, language)
+        text_start = len(title) + 1
         counts: dict[str, int] = defaultdict(int)
         first: dict[str, int | None] = {}
-        unit_hits: list[tuple[str, list[Hit]]] = []
-        position = -title_len  # offsets are into `text`; title hits have none
-        for unit in units:
-            hits = self.find(unit)
-            unit_hits.append((unit, hits))
-            for h in hits:
-                if h.key.startswith("cue:"):
-                    continue
-                counts[h.key] += 1
-                if h.key not in first or first[h.key] is None:
-                    first[h.key] = position + h.start if position >= 0 else None
-            position += len(unit) + 1
+        for h in hits:
+            if not h.entity:
+                continue
+            counts[h.key] += 1
+            if first.get(h.key) is None:
+                first[h.key] = h.start - text_start if h.start >= text_start else None
         entities = tuple(
             EntityMention(eid, self.entities[eid].type, counts[eid], first[eid])
             for eid in sorted(counts, key=lambda e: (_position(first[e]), e))
         )
         countries = tuple(sorted({c for eid in counts if (c := self.entities[eid].country)}))
-        passages = {
-            scope: [(unit, self._index(hits)) for unit, hits in _scopes(scope, unit_hits)]
-            for scope in {rule.scope for rule in self.taxonomy.topics}
-        }
-        topics = tuple(
-            match
-            for rule in self.taxonomy.topics
-            if (match := self._topic(rule, passages[rule.scope])) is not None
-        )
-        return entities, topics, countries
+        # Most rules cannot fire anywhere in a given article: check the whole
+        # document first, and split it into passages only for rules that can.
+        whole = self._index(hits)
+        rules = self.taxonomy.topics
+        candidates = [rule for rule in rules if _satisfied(rule, whole, vetoes=False) is not None]
+        passages: dict[str, list[dict[str, Hit]]] = {}
+        topics: list[TopicMatch] = []
+        lead_end = _lead_end(title, text)
+        for rule in candidates:
+            if rule.scope not in passages:
+                passages[rule.scope] = (
+                    [whole]
+                    if rule.scope == "document"
+                    else [self._index(p) for p in _passages(rule.scope, document, hits)]
+                )
+            match = self._topic(rule, document, passages[rule.scope], lead_end)
+            if match is not None:
+                topics.append(match)
+        return entities, tuple(topics), countries
 
     def _index(self, hits: list[Hit]) -> dict[str, Hit]:
-        """First hit per entity id, per `country:XX` and per `cue:<topic>` in one passage."""
+        """First hit per entity id, per `country:XX` and per cue key in one passage."""
         index: dict[str, Hit] = {}
+        selectors = self._selectors
         for h in hits:
-            index.setdefault(h.key, h)
-            entity = self.entities.get(h.key)
-            if entity is not None and entity.country:
-                index.setdefault(f"country:{entity.country}", h)
+            for key in selectors.get(h.key, (h.key,)):
+                if key not in index:
+                    index[key] = h
         return index
 
-    def _topic(self, rule: TopicRule, passages: list[tuple[str, dict[str, Hit]]]) -> TopicMatch | None:
-        supporting: list[tuple[str, list[Hit]]] = []
-        cue_key = f"cue:{rule.id}"
-        for unit, index in passages:
-            if rule.cues and cue_key not in index:
-                continue
-            evidence: list[Hit] = []
-            for group in rule.all_of:
-                hit = next((index[s] for s in group if s in index), None)
-                if hit is None:
-                    break
-                evidence.append(hit)
-            else:
-                if rule.cues:
-                    evidence.append(index[cue_key])
-                supporting.append((unit, evidence))
-        if not supporting:
+    def _topic(
+        self, rule: TopicRule, document: str, passages: list[dict[str, Hit]], lead_end: int
+    ) -> TopicMatch | None:
+        """The rule's match when its supporting passages weigh enough: a passage in
+        the title or lead paragraph weighs 2, any other 1. A topic named in one
+        passage deep in the story is a passing mention, not what it is about."""
+        cue_key = f"cue:{rule.id}" if rule.cues else None
+        supporting = [
+            evidence
+            for index in passages
+            if (cue_key is None or cue_key in index) and (evidence := _satisfied(rule, index)) is not None
+        ]
+        weight = sum(2 if min(h.start for h in ev) < lead_end else 1 for ev in supporting)
+        if not supporting or weight < rule.min_weight:
             return None
-        # One supporting passage is evidence; more passages make it the story's subject.
-        score = round(min(1.0, 0.4 + 0.2 * len(supporting)), 3)
-        unit, evidence_hits = supporting[0]
-        evidence = tuple(dict.fromkeys(unit[h.start : h.end] for h in evidence_hits))
+        score = round(min(1.0, weight / (2 * rule.min_weight + 2)), 3)
+        evidence = tuple(dict.fromkeys(document[h.start : h.end] for h in supporting[0]))
         return TopicMatch(rule.id, score, evidence)
+
+
+def _lead_end(title: str, text: str) -> int:
+    """Where the lead (first non-blank) paragraph ends in the tagged document."""
+    end = len(title) + 1
+    for line in text.split("\n"):
+        end += len(line) + 1
+        if line.strip():
+            break
+    return end
+
+
+def _satisfied(rule: TopicRule, index: dict[str, Hit], vetoes: bool = True) -> list[Hit] | None:
+    """The hits that make `rule` fire in one passage's index, or None."""
+    if vetoes and f"exclude:{rule.id}" in index:
+        return None
+    evidence: list[Hit] = []
+    for group in rule.all_of:
+        hit = next((index[s] for s in group if s in index), None)
+        if hit is None:
+            return None
+        evidence.append(hit)
+    if rule.cues:
+        cue = index.get(f"cue:{rule.id}")
+        if cue is None:
+            return None
+        evidence.append(cue)
+    return evidence
+
+
+def _exact_ok(p: _Pattern, text: str, hit: Hit, language: str | None) -> bool:
+    if language != p.language:
+        return False
+    span = text[hit.start : hit.end]
+    return span.startswith(p.exact) if p.stem else span == p.exact
 
 
 def _position(value: int | None) -> int:
     return -1 if value is None else value
 
 
-_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
+_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)|\n")
 
 
-def _scopes(scope: str, unit_hits: list[tuple[str, list[Hit]]]) -> list[tuple[str, list[Hit]]]:
+def _passages(scope: str, document: str, hits: list[Hit]) -> list[list[Hit]]:
+    """The hits of each passage of `document` (hits are in document order)."""
     if scope == "document":
-        return [("\n".join(u for u, _ in unit_hits), [h for _, hs in unit_hits for h in hs])]
-    if scope == "paragraph":
-        return unit_hits
-    sentences: list[tuple[str, list[Hit]]] = []
-    for unit, hits in unit_hits:
-        start = 0
-        ends = [m.end() for m in _SENTENCE_END.finditer(unit)]
-        if not ends or ends[-1] < len(unit):
-            ends.append(len(unit))
-        for end in ends:
-            inside = [_shift(h, -start) for h in hits if start <= h.start < end]
-            sentences.append((unit[start:end], inside))
-            start = end
-    return sentences
-
-
-def _shift(hit: Hit, delta: int) -> Hit:
-    return Hit(hit.key, hit.start + delta, hit.end + delta)
+        return [hits]
+    ends = [m.end() for m in re.finditer(r"\n", document)] if scope == "paragraph" else []
+    if scope == "sentence":
+        ends = [m.end() for m in _SENTENCE_END.finditer(document)]
+    grouped: dict[int, list[Hit]] = defaultdict(list)
+    for h in hits:
+        grouped[bisect_right(ends, h.start)].append(h)
+    return list(grouped.values())
 
 
 def _drop_overlaps(hits: list[Hit]) -> list[Hit]:
-    """Longest match wins where aliases overlap ("Corée du Nord" over "Corée")."""
+    """Longest match wins where aliases (and ignore phrases) overlap ("Corée du Nord"
+    over "Corée", "FC Seoul" over "Seoul"); cues are kept as they are."""
     hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.key))
     kept: list[Hit] = []
     taken_until = -1
+    last_span = (-1, -1)
     for h in hits:
-        if h.key.startswith("cue:"):
+        if not h.entity:
             kept.append(h)
             continue
         if h.start >= taken_until:
             kept.append(h)
             taken_until = h.end
-        elif kept and (h.start, h.end) == next(
-            ((k.start, k.end) for k in reversed(kept) if not k.key.startswith("cue:")), (-1, -1)
-        ):
+            last_span = (h.start, h.end)
+        elif (h.start, h.end) == last_span:
             kept.append(h)  # the same span may name two entities; keep both
     return kept
+
+
+def _resolve_weak(hits: list[Hit]) -> list[Hit]:
+    """A weak alias counts for an entity the article also names in full, and only
+    when exactly one of the entities sharing that span is so named."""
+    strong = [h for h in hits if h.entity and not h.weak]
+    if len(strong) == len(hits):
+        return hits
+    named = {h.key for h in strong}
+    strong_spans = {(h.start, h.end) for h in strong}
+    by_span: dict[tuple[int, int], list[Hit]] = defaultdict(list)
+    for h in hits:
+        if h.weak:
+            by_span[(h.start, h.end)].append(h)
+    resolved = {
+        span: candidates[0]
+        for span, group in by_span.items()
+        if span not in strong_spans and len(candidates := [h for h in group if h.key in named]) == 1
+    }
+    return [h for h in hits if not h.weak or resolved.get((h.start, h.end)) is h]

@@ -25,7 +25,7 @@ from pipeline.clean import clean_entry, make_reject
 from pipeline.lake import STAGING, Lake, StagedFile, stage_partition, staged_to_json
 from pipeline.tagging import Tagger
 from schemas.ids import sha256_hex, stable_id
-from schemas.records import Article, Entry, RawFetch, Reject
+from schemas.records import Article, Entry, RawFetch, Reject, TopicMatch
 
 NAMESPACE = "newsbeam"
 
@@ -156,14 +156,35 @@ class CleanArticles(beam.PTransform):
 # --- tag -------------------------------------------------------------------
 
 
-class _TagDoFn(beam.DoFn):
-    def __init__(self, tagger: Tagger) -> None:
-        self.tagger = tagger
+def off_topic_reject(article: Article, topics: tuple[TopicMatch, ...]) -> Reject:
+    """The dead letter for an article outside the topics a lake keeps."""
+    found = ",".join(t.id for t in topics) or "none"
+    return Reject(
+        reject_id=stable_id("reject", article.article_id, "tag", "off_topic"),
+        stage="tag",
+        reason="off_topic",
+        error_type="OffTopic",
+        retryable=False,
+        source=article.source,
+        origin=article.url or article.raw_id,
+        payload_hash=article.content_hash,
+        fetched_at=article.fetched_at,
+        detail=f"article_id={article.article_id} topics={found}",
+    )
 
-    def process(self, article: Article) -> Iterator[Article]:
-        entities, topics, countries = self.tagger.tag(article.title, article.text)
+
+class _TagDoFn(beam.DoFn):
+    def __init__(self, tagger: Tagger, keep_topics: tuple[str, ...]) -> None:
+        self.tagger, self.keep_topics = tagger, frozenset(keep_topics)
+
+    def process(self, article: Article) -> Iterator[Article | Reject]:
+        entities, topics, countries = self.tagger.tag(article.title, article.text, article.language)
         for topic in topics:
             _count(f"topic.{topic.id}")
+        if self.keep_topics and not self.keep_topics & {t.id for t in topics}:
+            _count("rejected.tag.off_topic")
+            yield off_topic_reject(article, topics)
+            return
         yield dataclasses.replace(
             article,
             entities=entities,
@@ -174,14 +195,19 @@ class _TagDoFn(beam.DoFn):
 
 
 class TagTopics(beam.PTransform):
-    """Article -> Article with entities, topics, countries and the taxonomy version."""
+    """Article -> Article with entities, topics, countries and the taxonomy version.
 
-    def __init__(self, tagger: Tagger) -> None:
+    With `keep_topics`, an article matching none of them becomes a Reject
+    (`off_topic`): {"articles": ..., "rejects": ...}.
+    """
+
+    def __init__(self, tagger: Tagger, keep_topics: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.tagger = tagger
+        self.tagger, self.keep_topics = tagger, keep_topics
 
-    def expand(self, articles: beam.PCollection) -> beam.PCollection:
-        return articles | "Tag" >> beam.ParDo(_TagDoFn(self.tagger))
+    def expand(self, articles: beam.PCollection) -> dict[str, beam.PCollection]:
+        tagged = articles | "Tag" >> beam.ParDo(_TagDoFn(self.tagger, self.keep_topics))
+        return split_by_type(tagged, "Tagged", articles=Article, rejects=Reject)
 
 
 # --- write and commit ------------------------------------------------------

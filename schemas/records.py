@@ -110,7 +110,7 @@ class Reject(_Compact):
     """A dead letter: something that could not become an article, and why."""
 
     reject_id: str
-    stage: str  # "fetch" | "read" | "parse" | "clean"
+    stage: str  # "fetch" | "read" | "parse" | "clean" | "tag"
     reason: str
     error_type: str
     retryable: bool

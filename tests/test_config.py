@@ -56,6 +56,7 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ("[dedup]\nthreshold = 1.5", "`dedup`: threshold must be in (0, 1]"),
         ("[dedup]\nbands = 500", "`dedup`: bands must be between 1 and num_perm"),
         ("[dedup]\nshingles = 2", "unknown key `dedup.shingles`"),
+        ("keep_topics = \"nk-russia\"", "`keep_topics` must be a list of topic ids"),
         ("this is = not toml =", "invalid TOML"),
     ],
 )  # fmt: skip

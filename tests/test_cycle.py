@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.http import FeedSource
+from pipeline.config import ConfigError
 from pipeline.run import EXIT_OK, EXIT_PARTIAL, format_report, run_cycle
 from schemas import ARTICLE_SCHEMA, DUPLICATE_SCHEMA, REJECT_SCHEMA
 from tests.conftest import feed_fixture, make_config
@@ -48,6 +50,18 @@ def test_seed_article_comes_out_clean_and_tagged(tmp_path: Path, seeds_dir: Path
     assert article["taxonomy_version"]
     assert report.exit_code == EXIT_OK
     assert "articles written 1" in format_report(report)
+
+
+def test_keep_topics_moves_other_articles_to_rejects(tmp_path: Path, seeds_dir: Path) -> None:
+    config = dataclasses.replace(make_config(tmp_path, seeds_dir), keep_topics=("nk-cyber",))
+    run_cycle(config)
+    out = tmp_path / "data"
+    assert duck_rows(out, "articles") == []
+    rejects = [r for r in duck_rows(out, "rejects") if r["reason"] == "off_topic"]
+    assert len(rejects) == 1 and rejects[0]["stage"] == "tag"
+    assert "nk-russia" in rejects[0]["detail"]
+    with pytest.raises(ConfigError, match="unknown topic 'no-such-topic'"):
+        run_cycle(dataclasses.replace(config, keep_topics=("no-such-topic",)))
 
 
 def test_feeds_conditional_get_and_only_new_items(tmp_path: Path, seeds_dir: Path, feed_server) -> None:

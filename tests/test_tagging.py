@@ -98,9 +98,12 @@ def test_taxonomy_errors_name_the_problem() -> None:
 def test_default_taxonomy_is_consistent() -> None:
     taxonomy = load_taxonomy()
     assert taxonomy.version
-    assert len(taxonomy.entities) >= 30
+    assert len(taxonomy.entities) >= 150
     topic_ids = {t.id for t in taxonomy.topics}
+    assert len(topic_ids) >= 15
     assert {"nk-russia", "russia-ukraine-war", "nk-missiles-nuclear", "sanctions"} <= topic_ids
+    languages = {a.language for e in taxonomy.entities for a in e.aliases}
+    assert {"en", "fr", "de", "es", "it", "pt", "pl", "ru", "uk", "ko", "ja", "zh", "vi"} <= languages
 
 
 def test_tagger_survives_pickling(tagger: Tagger) -> None:
@@ -109,3 +112,99 @@ def test_tagger_survives_pickling(tagger: Tagger) -> None:
     clone = pickle.loads(pickle.dumps(tagger))
     text = "Putin met Kim Jong Un."
     assert clone.tag("", text) == tagger.tag("", text)
+
+
+SMALL = {
+    "version": "t1",
+    "ignore": {"en": ["FC Seoul", "Kim Kardashian"]},
+    "entities": [
+        {
+            "id": "kim-jong-un",
+            "type": "person",
+            "country": "KP",
+            "aliases": {"en": ["Kim Jong Un"]},
+            "weak_aliases": {"en": ["Kim"]},
+        },
+        {
+            "id": "kim-yo-jong",
+            "type": "person",
+            "country": "KP",
+            "aliases": {"en": ["Kim Yo Jong"]},
+            "weak_aliases": {"en": ["Kim"]},
+        },
+        {"id": "seoul", "type": "place", "country": "KR", "aliases": {"en": ["Seoul"]}},
+        {
+            "id": "russia",
+            "type": "country",
+            "country": "RU",
+            "aliases": {"vi": ["Liên bang Nga"]},
+            "exact_aliases": {"vi": ["Nga"]},
+        },
+    ],
+    "topics": [
+        {
+            "id": "seoul-politics",
+            "all_of": [["seoul"]],
+            "cues": {"en": ["election"]},
+            "exclude": {"en": ["football", "goal*"]},
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def small() -> Tagger:
+    return Tagger(parse_taxonomy(SMALL))
+
+
+def test_weak_alias_counts_only_beside_a_full_mention(small: Tagger) -> None:
+    assert ids(small, "Kim scored twice for the national team.") == set()
+    entities = small.tag("", "Kim Jong Un arrived. Later, Kim spoke.")[0]
+    assert [(e.id, e.mentions) for e in entities] == [("kim-jong-un", 2)]
+
+
+def test_weak_alias_shared_by_two_named_entities_is_dropped(small: Tagger) -> None:
+    entities = small.tag("", "Kim Jong Un and Kim Yo Jong arrived. Kim spoke.")[0]
+    assert {(e.id, e.mentions) for e in entities} == {("kim-jong-un", 1), ("kim-yo-jong", 1)}
+
+
+def test_exact_alias_needs_case_accents_and_language(small: Tagger) -> None:
+    def vi(text: str, language: str | None = "vi") -> set[str]:
+        return {e.id for e in small.tag("", text, language)[0]}
+
+    assert vi("Tổng thống Nga đã đến.") == {"russia"}
+    assert vi("Ngà voi bị cấm buôn bán.") == set()  # ivory, not Russia
+    assert vi("chim ngã xuống") == set()
+    assert vi("nga") == set()
+    assert vi("Tổng thống Nga đã đến.", "en") == set()
+
+
+def test_ignore_phrase_shadows_the_alias_it_overlaps(small: Tagger) -> None:
+    assert ids(small, "FC Seoul won at home.") == set()
+    assert ids(small, "Kim Kardashian visited Seoul.") == {"seoul"}
+
+
+def test_exclude_cue_vetoes_a_topic_in_its_passage(small: Tagger) -> None:
+    def topics(text: str) -> set[str]:
+        return {t.id for t in small.tag("", text)[1]}
+
+    assert topics("Seoul votes in the mayoral election.") == {"seoul-politics"}
+    assert topics("Seoul election day football final ends with a late goal.") == set()
+    assert topics("Seoul votes in the election.\nA football match ended 1-0.") == {"seoul-politics"}
+
+
+def test_taxonomy_refuses_unknown_keys_and_bad_countries() -> None:
+    base = {"id": "x", "type": "place", "aliases": {"en": ["X"]}}
+    with pytest.raises(TaxonomyError, match="unknown key `alias`"):
+        parse_taxonomy({"version": "1", "entities": [{**base, "alias": {}}]})
+    with pytest.raises(TaxonomyError, match="ISO 3166-1"):
+        parse_taxonomy({"version": "1", "entities": [{**base, "country": "Korea"}]})
+    with pytest.raises(TaxonomyError, match="weak_aliases.en"):
+        parse_taxonomy({"version": "1", "entities": [{**base, "weak_aliases": {"en": "Kim"}}]})
+
+
+def test_fold_keeps_offsets_when_a_character_widens(tagger: Tagger) -> None:
+    text = "Straße ﬁnal: Sergei Shoigu arrived."
+    entities = tagger.tag("", text)[0]
+    offset = {e.id: e.first_offset for e in entities}["sergei-shoigu"]
+    assert offset is not None and text[offset:].startswith("Sergei Shoigu")

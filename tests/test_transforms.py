@@ -169,8 +169,9 @@ def test_tag_topics_adds_entities_topics_and_version(tagger: Tagger) -> None:
     )
     with pipeline() as p:
         tagged = p | beam.Create([a]) | TagTopics(tagger)
+        assert_that(tagged["rejects"], equal_to([]), label="NoRejects")
         assert_that(
-            tagged
+            tagged["articles"]
             | beam.Map(
                 lambda t: (
                     sorted(e.id for e in t.entities),
@@ -189,4 +190,24 @@ def test_tag_topics_adds_entities_topics_and_version(tagger: Tagger) -> None:
                     )
                 ]
             ),
+        )
+
+
+def test_tag_topics_keeps_only_wanted_topics_and_rejects_the_rest(tagger: Tagger) -> None:
+    on_topic = article(
+        "Шойгу прибыл в Пхеньян",
+        "Министр обороны России Сергей Шойгу провёл переговоры с Ким Чен Ыном в Пхеньяне.",
+    )
+    off_topic = article("Weather", "Rain is expected in Lyon on Sunday, with a cold front.")
+    with pipeline() as p:
+        tagged = p | beam.Create([on_topic, off_topic]) | TagTopics(tagger, ("nk-russia", "nk-cyber"))
+        assert_that(
+            tagged["articles"] | "Ids" >> beam.Map(lambda t: t.article_id),
+            equal_to([on_topic.article_id]),
+            label="Kept",
+        )
+        assert_that(
+            tagged["rejects"] | "Reasons" >> beam.Map(lambda r: (r.stage, r.reason, r.detail)),
+            equal_to([("tag", "off_topic", f"article_id={off_topic.article_id} topics=none")]),
+            label="Rejected",
         )

@@ -1,0 +1,163 @@
+"""Tagging quality on the labelled evaluation set (tests/eval/tagging/*.jsonl).
+
+Each labelled article lists every topic it is about, the entities it surely
+names and, for hard negatives, entities it must not be tagged with. `evaluate`
+tags every article and counts, per topic and per language, true positives,
+false positives and false negatives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.tagging import Tagger
+
+DEFAULT_EVAL_SET = Path(__file__).resolve().parents[1] / "tests" / "eval" / "tagging"
+SPLITS = ("dev", "test", "all")
+
+
+@dataclass(frozen=True)
+class LabelledArticle:
+    id: str
+    language: str
+    split: str
+    title: str
+    text: str
+    topics: frozenset[str]
+    entities: frozenset[str] = frozenset()
+    not_entities: frozenset[str] = frozenset()
+
+
+def load_eval_set(folder: Path = DEFAULT_EVAL_SET, split: str = "all") -> list[LabelledArticle]:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    articles: list[LabelledArticle] = []
+    for path in sorted(folder.glob("*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                article = LabelledArticle(
+                    id=row["id"],
+                    language=row["language"],
+                    split=row["split"],
+                    title=row["title"],
+                    # Paragraphs are blank-line separated in the set; articles carry one per line.
+                    text="\n".join(p.strip() for p in row["text"].split("\n\n") if p.strip()),
+                    topics=frozenset(row["topics"]),
+                    entities=frozenset(row.get("entities", ())),
+                    not_entities=frozenset(row.get("not_entities", ())),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: bad labelled article: {exc}") from exc
+            if split in ("all", article.split):
+                articles.append(article)
+    return articles
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def add(self, gold: bool, predicted: bool) -> None:
+        self.tp += gold and predicted
+        self.fp += predicted and not gold
+        self.fn += gold and not predicted
+
+
+@dataclass(frozen=True)
+class Mistake:
+    article_id: str
+    kind: str  # "false_positive" | "false_negative" | "forbidden_entity" | "missed_entity"
+    label: str
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass
+class Report:
+    articles: int = 0
+    by_topic: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    by_language: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    entities: Counts = field(default_factory=Counts)  # recall of labelled entities; fp = forbidden ones
+    mistakes: list[Mistake] = field(default_factory=list)
+
+    def micro(self) -> Counts:
+        total = Counts()
+        for c in self.by_topic.values():
+            total.tp, total.fp, total.fn = total.tp + c.tp, total.fp + c.fp, total.fn + c.fn
+        return total
+
+
+def evaluate(tagger: Tagger, articles: Iterable[LabelledArticle]) -> Report:
+    topic_ids = [t.id for t in tagger.taxonomy.topics]
+    report = Report()
+    for article in articles:
+        report.articles += 1
+        entities, topics, _ = tagger.tag(article.title, article.text, article.language)
+        found = {t.id: t for t in topics}
+        for topic in topic_ids:
+            gold, predicted = topic in article.topics, topic in found
+            report.by_topic[topic].add(gold, predicted)
+            report.by_language[article.language].add(gold, predicted)
+            if gold != predicted:
+                kind = "false_positive" if predicted else "false_negative"
+                evidence = found[topic].evidence if predicted else ()
+                report.mistakes.append(Mistake(article.id, kind, topic, evidence))
+        named = {e.id for e in entities}
+        for entity in sorted(article.entities):
+            report.entities.add(True, entity in named)
+            if entity not in named:
+                report.mistakes.append(Mistake(article.id, "missed_entity", entity))
+        for entity in sorted(article.not_entities & named):
+            report.entities.fp += 1
+            report.mistakes.append(Mistake(article.id, "forbidden_entity", entity))
+    return report
+
+
+def format_report(report: Report, show_mistakes: bool = False) -> str:
+    def row(name: str, c: Counts) -> str:
+        support = c.tp + c.fn
+        return (
+            f"| {name} | {support} | {c.tp} | {c.fp} | {c.fn} | "
+            f"{c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} |"
+        )
+
+    header = "| {} | gold | tp | fp | fn | precision | recall | F1 |\n|---|---|---|---|---|---|---|---|"
+    lines = [f"{report.articles} labelled articles", "", header.format("topic")]
+    lines += [row(topic, c) for topic, c in sorted(report.by_topic.items())]
+    lines.append(row("**all topics (micro)**", report.micro()))
+    lines += ["", header.format("language")]
+    lines += [row(lang, c) for lang, c in sorted(report.by_language.items())]
+    e = report.entities
+    lines += [
+        "",
+        f"entities: {e.tp} of {e.tp + e.fn} labelled mentions found (recall {e.recall:.3f}); "
+        f"{e.fp} forbidden entities tagged",
+    ]
+    if show_mistakes:
+        lines += ["", "mistakes:"]
+        lines += [
+            f"  {m.article_id}: {m.kind} {m.label}" + (f" {list(m.evidence)}" if m.evidence else "")
+            for m in report.mistakes
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""The taxonomy data file: entities with aliases per language, and topic rules.
+
+Entities carry three kinds of alias, each a table keyed by language:
+
+- `aliases`: matched everywhere, case- and accent-folded.
+- `weak_aliases`: ambiguous short forms (a bare "Kim"); they count only in an
+  article that also names the entity by a full alias, and only when exactly one
+  entity claiming that form is named so.
+- `exact_aliases`: forms that collide once accents are folded (Vietnamese
+  "Nga", Russia, against "ngà", "ngã"); matched case- and accent-sensitively,
+  and only in articles written in the alias's language.
+
+`ignore` lists phrases (per language) that shadow the aliases they overlap,
+then yield nothing ("FC Seoul" is not the city).
+
+A topic rule names groups of selectors (an entity id or `country:XX`); it
+fires in a passage (sentence, paragraph or document) where every group has a
+match and, when the rule lists `cues`, a cue occurs too, and no `exclude` cue
+does.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENTITY_TYPES = {"person", "place", "organisation", "country", "event", "weapon"}
+SCOPES = {"sentence", "paragraph", "document"}
+DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
+
+
+class TaxonomyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Alias:
+    text: str
+    language: str
+    kind: str = "full"  # "full" | "weak" | "exact"
+
+
+@dataclass(frozen=True)
+class EntityDef:
+    id: str
+    type: str
+    country: str | None
+    aliases: tuple[Alias, ...]
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class TopicRule:
+    id: str
+    label: str
+    all_of: tuple[tuple[str, ...], ...]
+    cues: tuple[str, ...] = ()
+    scope: str = "paragraph"
+    exclude: tuple[str, ...] = ()
+    min_weight: int = 2  # see Tagger._topic: the lead, or two passages
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    version: str
+    entities: tuple[EntityDef, ...]
+    topics: tuple[TopicRule, ...]
+    ignore: tuple[str, ...] = ()
+    source: str = field(default="", compare=False)
+
+    def alias_count(self) -> int:
+        return sum(len(e.aliases) for e in self.entities)
+
+
+def _need(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
+    if key not in table:
+        raise TaxonomyError(f"{where}: missing key `{key}`")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise TaxonomyError(f"{where}: `{key}` must be a {kind.__name__}")
+    return value
+
+
+def _strings_by_language(table: dict[str, Any], key: str, where: str) -> list[tuple[str, str]]:
+    """[(language, text)] from a `{lang: [str, ...]}` table, validated."""
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise TaxonomyError(f"{where}: `{key}` must be a table of lists keyed by language")
+    pairs: list[tuple[str, str]] = []
+    for lang in sorted(value):
+        items = value[lang]
+        if not isinstance(items, list) or not all(isinstance(a, str) and a.strip() for a in items):
+            raise TaxonomyError(f"{where}: `{key}.{lang}` must be a list of non-empty strings")
+        pairs.extend((lang, a) for a in items)
+    return pairs
+
+
+_ENTITY_KEYS = {"id", "type", "country", "label", "aliases", "weak_aliases", "exact_aliases"}
+_TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight"}
+
+
+def _entity(table: Any, n: int, source: str) -> EntityDef:
+    if not isinstance(table, dict):
+        raise TaxonomyError(f"{source}: entities[{n}] must be a table")
+    eid = _need(table, "id", f"{source}: entities[{n}]", str)
+    where = f"{source}: entity {eid!r}"
+    unknown = set(table) - _ENTITY_KEYS
+    if unknown:
+        raise TaxonomyError(f"{where}: unknown key `{sorted(unknown)[0]}`")
+    etype = _need(table, "type", where, str)
+    if etype not in ENTITY_TYPES:
+        raise TaxonomyError(f"{where}: type must be one of {sorted(ENTITY_TYPES)}")
+    _need(table, "aliases", where, dict)
+    aliases = [Alias(a, lang) for lang, a in _strings_by_language(table, "aliases", where)]
+    if not aliases:
+        raise TaxonomyError(f"{where}: `aliases` needs non-empty strings")
+    aliases += [Alias(a, lang, "weak") for lang, a in _strings_by_language(table, "weak_aliases", where)]
+    aliases += [Alias(a, lang, "exact") for lang, a in _strings_by_language(table, "exact_aliases", where)]
+    country = table.get("country")
+    if country is not None and not (isinstance(country, str) and len(country) == 2 and country.isupper()):
+        raise TaxonomyError(f'{where}: `country` must be an ISO 3166-1 alpha-2 code such as "KP"')
+    return EntityDef(eid, etype, country, tuple(aliases), str(table.get("label", "")))
+
+
+def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
+    if not isinstance(table, dict):
+        raise TaxonomyError(f"{source}: topics[{n}] must be a table")
+    tid = _need(table, "id", f"{source}: topics[{n}]", str)
+    where = f"{source}: topic {tid!r}"
+    unknown = set(table) - _TOPIC_KEYS
+    if unknown:
+        raise TaxonomyError(f"{where}: unknown key `{sorted(unknown)[0]}`")
+    groups = _need(table, "all_of", where, list)
+    for group in groups:
+        if not isinstance(group, list) or not group:
+            raise TaxonomyError(f"{where}: `all_of` must be a list of non-empty lists")
+        for selector in group:
+            if not isinstance(selector, str):
+                raise TaxonomyError(f"{where}: selectors in `all_of` must be strings")
+            if not selector.startswith("country:") and selector not in entity_ids:
+                raise TaxonomyError(f"{where}: unknown entity {selector!r} in `all_of`")
+    cues = tuple(c for _, c in _strings_by_language(table, "cues", where))
+    exclude = tuple(c for _, c in _strings_by_language(table, "exclude", where))
+    scope = table.get("scope", "paragraph")
+    if scope not in SCOPES:
+        raise TaxonomyError(f"{where}: scope must be one of {sorted(SCOPES)}")
+    label = table.get("label", tid)
+    min_weight = table.get("min_weight", 2)
+    if not isinstance(min_weight, int) or isinstance(min_weight, bool) or min_weight < 1:
+        raise TaxonomyError(f"{where}: `min_weight` must be a positive integer")
+    return TopicRule(tid, label, tuple(tuple(g) for g in groups), cues, scope, exclude, min_weight)
+
+
+def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy:
+    version = _need(data, "version", source, str)
+    entities: list[EntityDef] = []
+    seen: set[str] = set()
+    for n, table in enumerate(data.get("entities", [])):
+        entity = _entity(table, n, source)
+        if entity.id in seen:
+            raise TaxonomyError(f"{source}: entity {entity.id!r}: duplicate id")
+        seen.add(entity.id)
+        entities.append(entity)
+    topics: list[TopicRule] = []
+    topic_ids: set[str] = set()
+    for n, table in enumerate(data.get("topics", [])):
+        topic = _topic(table, n, source, seen)
+        if topic.id in topic_ids:
+            raise TaxonomyError(f"{source}: topic {topic.id!r}: duplicate id")
+        topic_ids.add(topic.id)
+        topics.append(topic)
+    ignore = tuple(p for _, p in _strings_by_language(data, "ignore", source))
+    return Taxonomy(version, tuple(entities), tuple(topics), ignore, source)
+
+
+def load_taxonomy(path: Path | None = None) -> Taxonomy:
+    path = path or DEFAULT_TAXONOMY
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TaxonomyError(f"{path}: {exc}") from exc
+    return parse_taxonomy(data, str(path))
