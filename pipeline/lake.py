@@ -239,6 +239,7 @@ def staged_from_json(items: list[dict[str, Any]]) -> list[StagedFile]:
 class Lake:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._manifest_cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # --- locking -----------------------------------------------------------
 
@@ -320,8 +321,13 @@ class Lake:
             return []
         found = []
         for path in folder.glob("*.json"):
-            m = json.loads(path.read_text(encoding="utf-8"))
-            found.append(((m.get("seq", 0), path.stat().st_mtime_ns, path.name), m))
+            mtime = path.stat().st_mtime_ns
+            cached = self._manifest_cache.get(path.name)
+            if cached is None or cached[0] != mtime:  # manifests never change once written; parse once
+                cached = (mtime, json.loads(path.read_text(encoding="utf-8")))
+                self._manifest_cache[path.name] = cached
+            m = cached[1]
+            found.append(((m.get("seq", 0), mtime, path.name), m))
         return [m for _, m in sorted(found, key=lambda item: item[0])]
 
     def manifests_by_id(self) -> dict[str, dict[str, Any]]:
