@@ -1,18 +1,36 @@
-"""`newsbeam` command line. Flags newsbeam does not know are Beam pipeline options."""
+"""`newsbeam` command line. Flags `run` and `replay` do not know are Beam pipeline options."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-from pipeline.config import ConfigError, load_config
-from pipeline.lake import LakeBusy
+from pipeline.config import ConfigError, RunConfig, load_config
+from pipeline.lake import KILL_ENV, Lake, LakeBusy
+from pipeline.maintenance import MaintenanceError
 from pipeline.tagging import TaxonomyError
 
 EXIT_FAILED = 2
 EXIT_BUSY = 3
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {value!r}") from exc
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return n
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,19 +39,45 @@ def _parser() -> argparse.ArgumentParser:
         description="News ingestion: feeds and seed files in, clean tagged Parquet out.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser(
+
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, description=description or help)
+        cmd.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
+        cmd.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
+        cmd.add_argument("-v", "--verbose", action="store_true", help="show Beam's logs")
+        return cmd
+
+    run = command(
         "run",
-        help="run one ingestion cycle",
-        description="Run one ingestion cycle. Any other --flag is passed to Beam's "
+        "run one ingestion cycle",
+        "Run one ingestion cycle. Any other --flag is passed to Beam's "
         "PipelineOptions (e.g. --runner, --direct_num_workers, --dask_client_address).",
     )
-    run.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
-    run.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
     run.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
     run.add_argument(
         "--topics", help="comma-separated topic ids: keep only articles about one of them (`keep_topics`)"
     )
-    run.add_argument("-v", "--verbose", action="store_true", help="show Beam's logs")
+    compact = command("compact", "merge each partition's small files into few large ones, atomically")
+    compact.add_argument("--max-rows-per-file", type=_positive, default=1_000_000)
+    replay = command(
+        "replay",
+        "re-run the current pipeline over raw data landed in a date range",
+        "Re-run every run that processed raw data landed in [--since, --until] with the "
+        "current pipeline and swap the affected partitions in atomically. Other --flags go to Beam.",
+    )
+    replay.add_argument("--since", type=_day, required=True, help="first landed date, YYYY-MM-DD")
+    replay.add_argument("--until", type=_day, required=True, help="last landed date, YYYY-MM-DD")
+    vacuum = command("vacuum", "delete staging leftovers, replaced files and (optionally) old raw data")
+    vacuum.add_argument(
+        "--raw-retention-days", type=_positive, help="delete processed raw batches landed earlier than this"
+    )
+    vacuum.add_argument(
+        "--grace-minutes", type=int, default=60, help="keep replaced files this long for running readers"
+    )
+    sql = command("sql", "query one committed state with DuckDB (views: articles, rejects, duplicates, …)")
+    sql.add_argument("query", help='e.g. "SELECT published_date, count(*) FROM articles GROUP BY 1"')
+    status = command("status", "recent runs and swaps, and the health of each feed")
+    status.add_argument("--last", type=_positive, default=10, help="how many commits to list")
     evaluate = sub.add_parser(
         "eval",
         help="tagging precision, recall and F1 on a labelled set",
@@ -45,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--taxonomy", type=Path, help="taxonomy TOML (default: built-in)")
     evaluate.add_argument("--mistakes", action="store_true", help="list every wrong decision")
     return parser
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    config = load_config(args.config)
+    if args.output:
+        config = config.__class__(**{**config.__dict__, "output_dir": args.output})
+    if getattr(args, "seeds", None):
+        config = config.__class__(**{**config.__dict__, "seeds_dir": args.seeds})
+    if getattr(args, "topics", None) is not None:
+        topics = tuple(sorted({t.strip() for t in args.topics.split(",") if t.strip()}))
+        config = config.__class__(**{**config.__dict__, "keep_topics": topics})
+    return config
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -65,31 +121,119 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, beam_args = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.command not in ("run", "replay"):
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     if args.command == "eval":
         return _evaluate(args)
     # Before Beam is imported: its import logs warnings about optional cloud clients.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
-    from pipeline.run import format_report, run_cycle
-
     try:
-        config = load_config(args.config)
-        if args.output:
-            config = config.__class__(**{**config.__dict__, "output_dir": args.output})
-        if args.seeds:
-            config = config.__class__(**{**config.__dict__, "seeds_dir": args.seeds})
-        if args.topics is not None:
-            topics = tuple(sorted({t.strip() for t in args.topics.split(",") if t.strip()}))
-            config = config.__class__(**{**config.__dict__, "keep_topics": topics})
-        report = run_cycle(config, beam_args)
+        config = _config(args)
+        return int(_COMMANDS[args.command](config, args, beam_args))
     except (ConfigError, TaxonomyError) as exc:
         print(f"newsbeam: config error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except LakeBusy as exc:
         print(f"newsbeam: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    except MaintenanceError as exc:
+        print(f"newsbeam: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.run import format_report, run_cycle
+
+    # Crash tests name a point where the job kills itself; read here, once, and passed down.
+    report = run_cycle(config, beam_args, kill_at=os.environ.get(KILL_ENV) or None)
     print(format_report(report))
     return report.exit_code
+
+
+def _compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.maintenance import compact, utc_now
+
+    lake = Lake(config.output_dir)
+    with lake.lock():
+        kill_at = os.environ.get(KILL_ENV) or None
+        result = compact(lake, args.max_rows_per_file, kill_at=kill_at, now=utc_now())
+    print(
+        f"compacted {result.partitions} partitions: {result.files_before} files -> "
+        f"{result.files_after}, {result.rows} rows"
+    )
+    return 0
+
+
+def _replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.maintenance import replay, utc_now
+    from pipeline.run import make_plan, pipeline_options, run_graph
+    from pipeline.tagging import Tagger, load_taxonomy
+
+    options = pipeline_options(beam_args)
+    tagger = Tagger(load_taxonomy(config.taxonomy))
+    lake = Lake(config.output_dir)
+
+    def plan_for(run_id: str, batches: dict[str, Path], index_files: list[Path]) -> Any:
+        return make_plan(config, lake, tagger, run_id, batches, index_files, stage_only=True)
+
+    with lake.lock():
+        result = replay(
+            lake, args.since, args.until, plan_for, lambda plan: run_graph(plan, options), utc_now()
+        )
+    print(
+        f"replayed {len(result.runs)} runs landed {args.since}..{args.until}: "
+        f"{result.partitions_replaced} partitions replaced"
+    )
+    return 0
+
+
+def _vacuum(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from datetime import timedelta
+
+    from pipeline.maintenance import utc_now, vacuum
+
+    lake = Lake(config.output_dir)
+    with lake.lock():
+        result = vacuum(lake, utc_now(), args.raw_retention_days, timedelta(minutes=args.grace_minutes))
+    print(
+        f"vacuum: {len(result.staging)} staging leftovers, {len(result.retired_files)} replaced files, "
+        f"{len(result.raw_batches)} raw batches deleted"
+    )
+    return 0
+
+
+def _sql(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    import duckdb
+
+    from pipeline.maintenance import snapshot_connection
+
+    try:
+        rel = snapshot_connection(Lake(config.output_dir)).sql(args.query)
+        if rel is not None:
+            rel.show(max_width=200, max_rows=200)
+    except duckdb.Error as exc:
+        print(f"newsbeam: sql: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.maintenance import status_report
+
+    print(status_report(Lake(config.output_dir), args.last))
+    return 0
+
+
+_COMMANDS = {
+    "run": _run,
+    "compact": _compact,
+    "replay": _replay,
+    "vacuum": _vacuum,
+    "sql": _sql,
+    "status": _status,
+}
 
 
 if __name__ == "__main__":

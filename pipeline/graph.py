@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import apache_beam as beam
 
@@ -35,6 +36,9 @@ class RunPlan:
     keep_topics: tuple[str, ...] = ()  # empty: keep every article
     page_urls: frozenset[str] = frozenset()  # entry links with a landed article page
     articles: ArticleSettings = ArticleSettings()
+    info: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest
+    kill_at: str | None = None  # crash tests: the named point where the job dies
+    stage_only: bool = False  # stage and list the files; the driver swaps them in (replay)
 
 
 def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
@@ -61,7 +65,7 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
 
     def stage(name: str, records: beam.PCollection) -> beam.PCollection:
         label = "".join(part.title() for part in name.split("_"))
-        return records | f"Stage{label}" >> StageTable(name, plan.output_dir, plan.run_id)
+        return records | f"Stage{label}" >> StageTable(name, plan.output_dir, plan.run_id, plan.kill_at)
 
     staged = (
         stage("articles", tagged["articles"]),
@@ -70,4 +74,6 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
         stage("dedup_index", deduped["index"]),
     )
     # Applied last on purpose: the commit must be the graph's only leaf.
-    return staged | "CommitRun" >> CommitRun(plan.output_dir, plan.run_id, list(plan.raw_batches))
+    return staged | "CommitRun" >> CommitRun(
+        plan.output_dir, plan.run_id, list(plan.raw_batches), plan.info, plan.kill_at, plan.stage_only
+    )

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -23,7 +24,7 @@ from connectors.state import load_feed_states, load_seed_state, save_feed_states
 from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
-from pipeline.lake import Lake
+from pipeline.lake import Lake, kill_point
 from pipeline.tagging import Tagger, load_taxonomy
 from schemas.ids import stable_id
 from schemas.records import RawFetch
@@ -95,8 +96,12 @@ def run_cycle(
     beam_args: list[str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    kill_at: str | None = None,
 ) -> RunReport:
-    """Poll every source once and process everything landed but not yet committed."""
+    """Poll every source once and process everything landed but not yet committed.
+
+    `kill_at` (crash tests only) names a point where the process kills itself.
+    """
     started = time.monotonic()
     options = pipeline_options(beam_args or [])
     runner = str(options.view_as(StandardOptions).runner)
@@ -114,32 +119,37 @@ def run_cycle(
         outcomes = poll_feeds(list(config.feeds), feed_states, config.http, transport, clock)
         statuses += [_feed_status(o) for o in outcomes]
         pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)
+        kill_point(kill_at, "polled")
 
         landed = seeds + [o.raw for o in outcomes if o.raw is not None] + pages
-        lake.land_raw(landed, clock())
+        landed_at = clock()
+        lake.land_raw(landed, landed_at)
+        kill_point(kill_at, "landed")
         pending = lake.pending_raw_batches()
         report = RunReport(str(config.output_dir), None, runner, 0.0, statuses)
         pending_pages = LandedPages()
         if pending:
             pending_pages = landed_pages(pending.values())
             run_id = stable_id("run", *sorted(pending))
-            # Near duplicates are sought among indexed articles published within the lookback
-            # before the newest landing; exact keys are checked against the whole index.
-            newest = max(p.parent.name.split("=", 1)[1] for p in pending.values())
-            since = (date.fromisoformat(newest) - timedelta(days=config.lookback_days)).isoformat()
-            plan = RunPlan(
-                output_dir=str(config.output_dir.resolve()),
-                run_id=run_id,
-                raw_batches={b: str(p.resolve()) for b, p in pending.items()},
-                tagger=tagger,
-                index_files=[str(p.resolve()) for p in lake.committed_files("dedup_index")],
-                near_dup_since=since,
-                near_dup=config.near_dup,
-                keep_topics=config.keep_topics,
+            failed = len(report.failed_sources)
+            info = {
+                "started_at": landed_at.isoformat(),
+                "outcome": "partial" if failed else "ok",
+                "sources": {"polled": len(statuses), "failed": failed},
+                # what replay selects by, even once vacuum has deleted the raw files
+                "raw_landed": {b: p.parent.name.split("=", 1)[1] for b, p in sorted(pending.items())},
+            }
+            plan = make_plan(
+                config,
+                lake,
+                tagger,
+                run_id,
+                pending,
+                info=info,
+                kill_at=kill_at,
                 page_urls=pending_pages.urls,
-                articles=config.articles,
             )
-            _run_graph(plan, options)
+            run_graph(plan, options)
             manifest_path = lake.manifest_path(run_id)
             if not manifest_path.exists():
                 raise RuntimeError(f"the pipeline finished without committing run {run_id}")
@@ -147,6 +157,7 @@ def run_cycle(
             report.manifest = lake.manifests_by_id()[run_id]
             _note_recovered(report, pending, {r.source for r in landed})
 
+        kill_point(kill_at, "committed")
         # Only now is every landed item durable: it is safe to remember validators.
         save_feed_states(feed_state_path, {**feed_states, **{o.source.url: o.state for o in outcomes}})
         save_seed_state(seed_state_path, {**known_seeds, **{r.source: r.raw_id for r in seeds}})
@@ -155,7 +166,39 @@ def run_cycle(
     return report
 
 
-def _run_graph(plan: RunPlan, options: PipelineOptions) -> None:
+def make_plan(
+    config: RunConfig,
+    lake: Lake,
+    tagger: Tagger,
+    run_id: str,
+    batches: dict[str, Path],
+    index_files: list[Path] | None = None,
+    page_urls: frozenset[str] | None = None,
+    **extra: Any,
+) -> RunPlan:
+    """The graph's plan for processing `batches` as run `run_id`, against the lake's dedup
+    index (or `index_files`)."""
+    # Near duplicates are sought among indexed articles published within the lookback
+    # before the newest landing; exact keys are checked against the whole index.
+    newest = max(p.parent.name.split("=", 1)[1] for p in batches.values())
+    since = (date.fromisoformat(newest) - timedelta(days=config.lookback_days)).isoformat()
+    index = lake.committed_files("dedup_index") if index_files is None else index_files
+    return RunPlan(
+        output_dir=str(config.output_dir.resolve()),
+        run_id=run_id,
+        raw_batches={b: str(p.resolve()) for b, p in batches.items()},
+        tagger=tagger,
+        index_files=[str(p.resolve()) for p in index],
+        near_dup_since=since,
+        near_dup=config.near_dup,
+        keep_topics=config.keep_topics,
+        articles=config.articles,
+        page_urls=page_urls if page_urls is not None else landed_pages(batches.values()).urls,
+        **extra,
+    )
+
+
+def run_graph(plan: RunPlan, options: PipelineOptions) -> None:
     pipeline = beam.Pipeline(options=options)
     build_graph(pipeline, plan)
     result = pipeline.run()

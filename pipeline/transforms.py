@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -19,8 +20,9 @@ from apache_beam.metrics import Metrics
 
 from connectors.feeds import ParseResult, parse_feed_bytes
 from connectors.seeds import parse_seed
+from connectors.state import write_json_atomic
 from pipeline.clean import clean_entry, make_reject
-from pipeline.lake import Lake, StagedFile, stage_partition
+from pipeline.lake import STAGING, Lake, StagedFile, stage_partition, staged_to_json
 from pipeline.tagging import Tagger
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Article, Entry, RawFetch, Reject, TopicMatch
@@ -211,17 +213,19 @@ class TagTopics(beam.PTransform):
 # --- write and commit ------------------------------------------------------
 
 
-def _stage(kv: tuple[tuple[str, str], Iterable[Any]], output_dir: str, run_id: str) -> StagedFile:
+def _stage(
+    kv: tuple[tuple[str, str], Iterable[Any]], output_dir: str, run_id: str, kill_at: str | None
+) -> StagedFile:
     (table, partition), records = kv
-    return stage_partition(output_dir, run_id, table, partition, list(records))
+    return stage_partition(output_dir, run_id, table, partition, list(records), kill_at)
 
 
 class StageTable(beam.PTransform):
     """Records of one table -> one staged Parquet file per partition."""
 
-    def __init__(self, table: str, output_dir: str, run_id: str) -> None:
+    def __init__(self, table: str, output_dir: str, run_id: str, kill_at: str | None = None) -> None:
         super().__init__()
-        self.table, self.output_dir, self.run_id = table, output_dir, run_id
+        self.table, self.output_dir, self.run_id, self.kill_at = table, output_dir, run_id, kill_at
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         table = self.table
@@ -229,12 +233,29 @@ class StageTable(beam.PTransform):
             records
             | "KeyByPartition" >> beam.Map(lambda r: ((table, r.partition_date), r))
             | "GroupByPartition" >> beam.GroupByKey()
-            | "WriteStaged" >> beam.Map(_stage, output_dir=self.output_dir, run_id=self.run_id)
+            | "WriteStaged"
+            >> beam.Map(_stage, output_dir=self.output_dir, run_id=self.run_id, kill_at=self.kill_at)
         )
 
 
-def _commit(staged: list[StagedFile], output_dir: str, run_id: str, raw_batches: list[str]) -> str:
-    Lake(output_dir).commit(run_id, raw_batches, staged)
+def staged_list_path(output_dir: str, run_id: str) -> str:
+    """Where a run that only stages (a replay) lists its staged files for the driver."""
+    return f"{output_dir}/{STAGING}/{run_id}/staged.json"
+
+
+def _commit(
+    staged: list[StagedFile],
+    output_dir: str,
+    run_id: str,
+    raw_batches: list[str],
+    info: dict[str, Any],
+    kill_at: str | None,
+    stage_only: bool,
+) -> str:
+    if stage_only:
+        write_json_atomic(Path(staged_list_path(output_dir, run_id)), staged_to_json(staged))
+    else:
+        Lake(output_dir).commit(run_id, raw_batches, staged, info, kill_at)
     return run_id
 
 
@@ -243,11 +264,22 @@ class CommitRun(beam.PTransform):
 
     This is the graph's single sink: it depends on every output, which is also
     what runners that compute only the final step (Beam's DaskRunner) need.
+    With `stage_only` it lists the staged files instead, for a driver that
+    swaps them in itself (replay).
     """
 
-    def __init__(self, output_dir: str, run_id: str, raw_batches: list[str]) -> None:
+    def __init__(
+        self,
+        output_dir: str,
+        run_id: str,
+        raw_batches: list[str],
+        info: dict[str, Any] | None = None,
+        kill_at: str | None = None,
+        stage_only: bool = False,
+    ) -> None:
         super().__init__()
         self.output_dir, self.run_id, self.raw_batches = output_dir, run_id, sorted(raw_batches)
+        self.info, self.kill_at, self.stage_only = dict(info or {}), kill_at, stage_only
 
     def expand(self, staged: tuple[beam.PCollection, ...]) -> beam.PCollection:
         return (
@@ -255,5 +287,13 @@ class CommitRun(beam.PTransform):
             | "AllStaged" >> beam.Flatten()
             | "Gather" >> beam.combiners.ToList()
             | "Commit"
-            >> beam.Map(_commit, output_dir=self.output_dir, run_id=self.run_id, raw_batches=self.raw_batches)
+            >> beam.Map(
+                _commit,
+                output_dir=self.output_dir,
+                run_id=self.run_id,
+                raw_batches=self.raw_batches,
+                info=self.info,
+                kill_at=self.kill_at,
+                stage_only=self.stage_only,
+            )
         )

@@ -199,3 +199,38 @@ def schemas_as_json() -> str:
         for name, t in sorted(TABLES.items())
     }
     return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+
+
+def additive_change_problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Why `new` (schemas_as_json form) is not a compatible successor of `old`, if it is not.
+
+    Allowed: new tables, and new nullable columns appended after the existing ones
+    with the table's version bumped. Everything else (a removal, a rename, a type or
+    nullability change, a reordering, a changed partition column) breaks readers of
+    the lake's older files.
+    """
+    problems = []
+    for name, before in old.items():
+        after = new.get(name)
+        if after is None:
+            problems.append(f"{name}: table removed")
+            continue
+        for key in ("partition_column", "folder"):
+            if before[key] != after[key]:
+                problems.append(f"{name}: {key} changed from {before[key]!r} to {after[key]!r}")
+        old_fields, new_fields = before["fields"], after["fields"]
+        for n, field in enumerate(old_fields):
+            if n >= len(new_fields) or new_fields[n]["name"] != field["name"]:
+                where = next((f for f in new_fields if f["name"] == field["name"]), None)
+                problems.append(f"{name}.{field['name']}: " + ("moved" if where else "removed or renamed"))
+            elif new_fields[n] != field:
+                problems.append(f"{name}.{field['name']}: changed from {field} to {new_fields[n]}")
+        added = new_fields[len(old_fields) :]
+        for field in added:
+            if not field["nullable"]:
+                problems.append(f"{name}.{field['name']}: a new column must be nullable")
+        if added and after["version"] <= before["version"]:
+            problems.append(f"{name}: columns added without a version bump")
+        if after["version"] < before["version"]:
+            problems.append(f"{name}: version went down")
+    return problems

@@ -13,7 +13,7 @@ from pipeline.run import RunReport, pipeline_options
 def test_unknown_flags_reach_beam_pipeline_options(monkeypatch, tmp_path: Path) -> None:
     seen = {}
 
-    def fake_run(config, beam_args):
+    def fake_run(config, beam_args, **kwargs):
         seen["config"], seen["args"] = config, beam_args
         return RunReport(str(config.output_dir), None, "FnApiRunner", 0.0)
 
