@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import apache_beam as beam
@@ -114,17 +114,13 @@ def run_cycle(
         report = RunReport(str(config.output_dir), None, runner, 0.0, statuses)
         if pending:
             run_id = stable_id("run", *sorted(pending))
-            # Near duplicates are sought among indexed articles published within the lookback
-            # before the newest landing; exact keys are checked against the whole index.
-            newest = max(p.parent.name.split("=", 1)[1] for p in pending.values())
-            since = (date.fromisoformat(newest) - timedelta(days=config.lookback_days)).isoformat()
             plan = RunPlan(
                 output_dir=str(config.output_dir.resolve()),
                 run_id=run_id,
                 raw_batches={b: str(p.resolve()) for b, p in pending.items()},
                 tagger=tagger,
                 index_files=[str(p.resolve()) for p in lake.committed_files("dedup_index")],
-                near_dup_since=since,
+                lookback_days=config.lookback_days,
                 near_dup=config.near_dup,
             )
             _run_graph(plan, options)

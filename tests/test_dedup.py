@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dedup import decide, indexed_order, member
+from pipeline.dedup import day_number, decide, indexed_member, member
 from pipeline.near_dup import NearDupSettings
 from schemas.records import Article
 from tests.factories import make_article
@@ -29,11 +29,11 @@ def article(url_n: int, text_n: int, day: int, hour: int) -> Article:
     )
 
 
-def dropped(articles: list[Article], index: list = ()) -> dict[str, tuple[str, str]]:
+def dropped(articles: list[Article], index: list = (), lookback_days: int = 7) -> dict[str, tuple[str, str]]:
     """{dropped copy's raw id: (article id it duplicates, reason)}."""
     members = [member(a, SETTINGS) for a in articles]
     raw_of = {m[0]: a.raw_id for m, a in zip(members, articles, strict=True)}
-    drops = decide([*members, *index], SETTINGS)
+    drops = decide([*members, *index], SETTINGS, lookback_days)
     return {raw_of[o]: (kept, reason) for o, (kept, reason, _) in drops.items()}
 
 
@@ -82,8 +82,32 @@ def test_same_content_under_another_url() -> None:
 
 def test_an_article_in_the_lake_always_wins() -> None:
     new = article(1, 1, day=0, hour=0)
-    old = (indexed_order(T0 + timedelta(days=30), new.article_id), new.article_id, "other-hash", None)
+    day = day_number(new.partition_date)
+    old = indexed_member(T0 + timedelta(days=30), new.article_id, "other-hash", None, day)
     assert dropped([new], [old]) == {new.raw_id: (new.article_id, "revised")}
+
+
+def test_the_index_counts_within_the_lookback_before_or_after_each_article() -> None:
+    new = article(1, 1, day=3, hour=0)
+    day = day_number(new.partition_date)
+
+    def against(days_apart: int, lookback_days: int = 7) -> dict[str, tuple[str, str]]:
+        old = indexed_member(T0, new.article_id, new.content_hash, None, day + days_apart)
+        return dropped([new], [old], lookback_days)
+
+    assert against(-7) == against(7) == {new.raw_id: (new.article_id, "same_url")}
+    assert against(-8) == against(8) == {}
+    assert against(8, lookback_days=8) == {new.raw_id: (new.article_id, "same_url")}
+
+
+def test_an_indexed_article_out_of_one_articles_window_still_counts_for_another() -> None:
+    near, far = article(1, 1, day=0, hour=1), article(2, 2, day=3, hour=0)
+    old_day = day_number(near.partition_date) - 2  # 2 days before `near`, 5 before `far`
+    old_near = indexed_member(T0, near.article_id, near.content_hash, None, old_day)
+    old_far = indexed_member(T0, far.article_id, far.content_hash, None, old_day)
+    assert dropped([near, far], [old_near, old_far], lookback_days=3) == {
+        near.raw_id: (near.article_id, "same_url")
+    }
 
 
 @settings(max_examples=200, deadline=None)
