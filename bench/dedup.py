@@ -132,6 +132,7 @@ def main() -> None:
                        "--threshold", str(args.threshold)]  # fmt: skip
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True)
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"  {variant} run {i + 1}: {runs[-1]}", file=sys.stderr, flush=True)
             found = json.loads(Path(out).read_text())
             rows[variant] = (
                 statistics.median(r["seconds"] for r in runs),

@@ -47,8 +47,21 @@ class NearDupSettings:
             raise ValueError("shards must be positive")
 
 
+# ASCII word characters (what \w matches below 128) kept, every other byte made a space.
+_ASCII_WORDS = bytes(c if chr(c).isalnum() or c == ord("_") else ord(" ") for c in range(128)) + b" " * 128
+
+
+def words_of(text: str) -> list[str]:
+    """The words (runs of \w) of case- and accent-folded text. Most folded text is ASCII,
+    where one byte translation and a split find the same words several times faster."""
+    folded = fold_text(text)
+    if folded.isascii():
+        return folded.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+    return _WORD.findall(folded)
+
+
 def shingles(text: str, size: int) -> list[str]:
-    words = _WORD.findall(fold_text(text))
+    words = words_of(text)
     if size == 1:
         return words
     return [" ".join(words[i : i + size]) for i in range(max(1, len(words) - size + 1))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -13,6 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.clean import fold_text
 from pipeline.dedup import (
     day_number,
     decide,
@@ -32,6 +34,7 @@ from pipeline.near_dup import (
     compact_similarity,
     signature,
     similarity,
+    words_of,
 )
 from schemas.records import Article
 from tests.factories import make_article
@@ -250,3 +253,9 @@ def test_band_keys_are_equal_exactly_when_bands_are() -> None:
     changed[0] ^= 1  # a value of band 0
     other = band_keys(bytes(changed), SETTINGS)
     assert other[0] != keys[0] and other[1:] == keys[1:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=80))
+def test_words_are_the_runs_of_word_characters(text: str) -> None:
+    assert words_of(text) == re.findall(r"\w+", fold_text(text))
