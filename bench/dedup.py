@@ -146,7 +146,7 @@ def main() -> None:
     stage = {v: (r[0] - base, r[1] - base_cpu) for v, r in rows.items() if v != "generate"}
     print(
         f"{'variant':<10} {'seconds':>8} {'cpu s':>7} {'stage art/s':>12} {'per cpu s':>10} {'peak MiB':>9}"
-        f" {'precision':>10} {'recall':>7} {'stage time / near':>18}"
+        f" {'precision':>10} {'recall':>7} {'stage cpu / near':>17}"
     )
     nan = float("nan")
     for variant, (seconds, cpu, peak, found) in rows.items():
@@ -154,10 +154,10 @@ def main() -> None:
         rate = args.articles / wall_s if wall_s > 0 else nan
         cpu_rate = args.articles / cpu_s if cpu_s > 0 else nan
         precision, recall = score(found, planted) if variant != "generate" else (nan, nan)
-        ratio = wall_s / stage["near"][0] if "near" in stage else nan
+        ratio = cpu_s / stage["near"][1] if "near" in stage else nan
         print(
             f"{variant:<10} {seconds:>8.1f} {cpu:>7.1f} {rate:>12.0f} {cpu_rate:>10.0f} {peak:>9.0f}"
-            f" {precision:>10.3f} {recall:>7.3f} {ratio:>18.2f}"
+            f" {precision:>10.3f} {recall:>7.3f} {ratio:>17.2f}"
         )
     if "near" in rows:
         near_only = {k: v for k, v in planted.items() if v[0] == "near"}
