@@ -46,7 +46,7 @@ class RunConfig:
 
 _TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup", "keep_topics", "articles"}
 _FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles"}
-_DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days"}
+_DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days", "shards"}
 
 
 def _path(data: dict[str, Any], key: str, base: Path, where: str) -> Path | None:
@@ -121,6 +121,7 @@ class _DedupDefaults:
     num_perm: int = NearDupSettings.num_perm
     bands: int = NearDupSettings.bands
     min_words: int = NearDupSettings.min_words
+    shards: int = NearDupSettings.shards
     lookback_days: int = 7
 
 
