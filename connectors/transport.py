@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterator, Iterable
 
@@ -131,6 +132,14 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+@functools.cache
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    """httpx's context (its CA bundle, its protocol floor), built once per process: loading
+    the bundle costs 50-100 ms of CPU, as much as a hundred polls. Contexts are not
+    changed after this and are safe to share between sessions and event loops."""
+    return httpx.create_ssl_context(verify=verify)
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session per transport; TLS is verified unless `verify` is False."""
 
@@ -138,7 +147,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         # Made now, not at the first request: loading the CA bundle takes tens of ms.
-        self._ssl: ssl.SSLContext = httpx.create_ssl_context(verify=verify)
+        self._ssl: ssl.SSLContext = _ssl_context(verify)
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 import httpx
 import pytest
@@ -79,3 +80,10 @@ def test_open_raises_httpx_exceptions_that_name_the_request() -> None:
         with pytest.raises(httpx.ConnectError) as caught:
             asyncio.run(refused())
     assert str(caught.value.request.url) == url
+
+
+def test_tls_contexts_are_built_once_and_verify_unless_told_not_to() -> None:
+    verified, again, unverified = AiohttpTransport(), AiohttpTransport(), AiohttpTransport(verify=False)
+    assert verified._ssl is again._ssl  # the CA bundle is loaded once per process
+    assert verified._ssl.verify_mode == ssl.CERT_REQUIRED and verified._ssl.check_hostname
+    assert unverified._ssl.verify_mode == ssl.CERT_NONE and unverified._ssl is not verified._ssl
