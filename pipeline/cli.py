@@ -81,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--since", type=_day, required=True, help="first landed date, YYYY-MM-DD")
     replay.add_argument("--until", type=_day, required=True, help="last landed date, YYYY-MM-DD")
+    retag = command(
+        "retag",
+        "re-tag stored articles with the current taxonomy",
+        "Re-tag the articles published in [--since, --until] with the configured taxonomy "
+        "(from the stored text, no refetch) and swap their partitions in atomically.",
+    )
+    retag.add_argument("--since", type=_day, required=True, help="first published date, YYYY-MM-DD")
+    retag.add_argument("--until", type=_day, required=True, help="last published date, YYYY-MM-DD")
     vacuum = command("vacuum", "delete staging leftovers, replaced files and (optionally) old raw data")
     vacuum.add_argument(
         "--raw-retention-days", type=_positive, help="delete processed raw batches landed earlier than this"
@@ -215,6 +223,22 @@ def _compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) 
     return 0
 
 
+def _retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.maintenance import utc_now
+    from pipeline.retag import retag
+    from pipeline.tagging import Tagger, load_taxonomy
+
+    tagger = Tagger(load_taxonomy(config.taxonomy))
+    lake = Lake(config.output_dir)
+    with lake.lock():
+        result = retag(lake, tagger, args.since, args.until, info={"committed_at": utc_now().isoformat()})
+    print(
+        f"re-tagged {result.rows} articles in {result.partitions_read} partitions with taxonomy "
+        f"{tagger.taxonomy.version}: {result.partitions_replaced} partitions replaced"
+    )
+    return 0
+
+
 def _replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.maintenance import replay, utc_now
     from pipeline.run import make_plan, pipeline_options, run_graph
@@ -280,6 +304,7 @@ _COMMANDS = {
     "stream": _stream,
     "compact": _compact,
     "replay": _replay,
+    "retag": _retag,
     "vacuum": _vacuum,
     "sql": _sql,
     "status": _status,

@@ -339,11 +339,26 @@ def _satisfied(rule: TopicRule, index: dict[str, Hit], vetoes: bool = True) -> l
     return evidence
 
 
+_WORD_BEFORE = re.compile(r"(\w+) $")
+
+
 def _exact_ok(p: _Pattern, text: str, hit: Hit, language: str | None) -> bool:
     if language != p.language:
         return False
     span = text[hit.start : hit.end]
-    return span.startswith(p.exact) if p.stem else span == p.exact
+    if not (span.startswith(p.exact) if p.stem else span == p.exact):
+        return False
+    if p.exact.istitle() and not p.exact.isupper():
+        # After a capitalised word inside a sentence, a capitalised form ends a longer
+        # name: Vietnamese "Nguyễn Thị Nga", "Thúy Nga" are people, not Russia.
+        # ("Tổng thống Nga Vladimir Putin" shows why the word after cannot count.)
+        before = text[max(0, hit.start - 40) : hit.start]
+        word = _WORD_BEFORE.search(before)
+        if word and word.group(1)[0].isupper():
+            preceding = before[: word.start()].rstrip()
+            if preceding and preceding[-1] not in '.!?:\n"“«(':
+                return False
+    return True
 
 
 def _position(value: int | None) -> int:

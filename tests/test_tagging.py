@@ -208,3 +208,18 @@ def test_fold_keeps_offsets_when_a_character_widens(tagger: Tagger) -> None:
     entities = tagger.tag("", text)[0]
     offset = {e.id: e.first_offset for e in entities}["sergei-shoigu"]
     assert offset is not None and text[offset:].startswith("Sergei Shoigu")
+
+
+@pytest.mark.parametrize(
+    ("text", "russia"),
+    [
+        ("Tổng thống Nga Vladimir Putin phát biểu.", True),
+        ("Tại Nga, giá dầu tăng.", True),
+        ("Quan hệ giữa Việt Nam và Nga được củng cố.", True),
+        ("Ca sĩ Thúy Nga ra mắt album mới.", False),  # a singer's given name
+        ("Vận động viên Nguyễn Thị Nga giành huy chương vàng.", False),
+        ("Công ty có địa chỉ tại huyện Nga Sơn, tỉnh Thanh Hóa.", False),  # a district, via [ignore]
+    ],
+)
+def test_vietnamese_nga_is_russia_only_outside_a_longer_name(tagger: Tagger, text: str, russia: bool) -> None:
+    assert ("russia" in {e.id for e in tagger.tag("", text, "vi")[0]}) is russia

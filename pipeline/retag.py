@@ -1,0 +1,93 @@
+"""Re-tagging stored articles with the current taxonomy (`newsbeam retag`).
+
+Tagging reads only an article's title, text and language, all stored in
+`articles/`, so nothing is refetched or re-cleaned. Each affected
+`published_date` partition is read whole, re-tagged, staged and swapped in
+with `Lake.replace_partitions`: a partition holds rows of one taxonomy
+version before the swap and of the new one after it, never a mix.
+Deduplication decisions, ids and run ids are unchanged; `keep_topics` is not
+applied (re-tagging never drops an article).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.lake import Lake, StagedFile
+from pipeline.maintenance import _by_partition, _stage_rows, read_files
+from pipeline.tagging import Tagger
+from schemas.arrow import TABLES
+from schemas.ids import stable_id
+
+ARTICLES = TABLES["articles"]
+TAG_COLUMNS = ("entities", "topics", "countries", "taxonomy_version")
+
+
+def retag_table(rows: pa.Table, tagger: Tagger) -> pa.Table:
+    """`rows` (articles) with entities, topics, countries and taxonomy_version recomputed."""
+    tagged = [
+        tagger.tag(title, text, language)
+        for title, text, language in zip(
+            rows.column("title").to_pylist(),
+            rows.column("text").to_pylist(),
+            rows.column("language").to_pylist(),
+            strict=True,
+        )
+    ]
+    values: dict[str, list[Any]] = {
+        "entities": [[asdict(e) for e in entities] for entities, _, _ in tagged],
+        "topics": [[asdict(t) for t in topics] for _, topics, _ in tagged],
+        "countries": [list(countries) for _, _, countries in tagged],
+        "taxonomy_version": [tagger.taxonomy.version] * rows.num_rows,
+    }
+    for name in TAG_COLUMNS:
+        field = ARTICLES.schema.field(name)
+        rows = rows.set_column(rows.schema.get_field_index(name), field, pa.array(values[name], field.type))
+    return rows
+
+
+@dataclass
+class RetagResult:
+    partitions_read: int = 0
+    partitions_replaced: int = 0
+    rows: int = 0
+    manifest: dict[str, Any] | None = None
+
+
+def retag(
+    lake: Lake,
+    tagger: Tagger,
+    since: date,
+    until: date,
+    max_rows_per_file: int = 1_000_000,
+    info: dict[str, Any] | None = None,
+) -> RetagResult:
+    """Re-tag every article published in [since, until] (by partition), in one swap.
+
+    Partitions whose tags come out unchanged are left alone, so re-running with the
+    same taxonomy writes nothing. Call with the lock held.
+    """
+    result = RetagResult()
+    replacements: dict[tuple[str, str], list[StagedFile]] = {}
+    for partition, rels in _by_partition(lake, ARTICLES.name).items():
+        if not since <= date.fromisoformat(partition) <= until:
+            continue
+        result.partitions_read += 1
+        current = read_files([lake.root / r for r in rels], ARTICLES)
+        retagged = retag_table(current, tagger)
+        result.rows += retagged.num_rows
+        if retagged.equals(current):
+            continue
+        token = "retag-" + stable_id("retag", tagger.taxonomy.version, *rels)
+        replacements[(ARTICLES.name, partition)] = _stage_rows(
+            lake, token, ARTICLES, partition, retagged, max_rows_per_file
+        )
+        result.partitions_replaced += 1
+    if replacements:
+        details = {"taxonomy_version": tagger.taxonomy.version, "since": str(since), "until": str(until)}
+        result.manifest = lake.replace_partitions("retag", replacements, {**details, **(info or {})})
+    return result
