@@ -183,8 +183,9 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
     import threading
     import time
 
-    from pipeline.stream import format_window, run_stream
+    from pipeline.stream import format_window, run_stream, stream_options
 
+    stream_options(beam_args)  # refuse bad flags before anything starts
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -192,8 +193,6 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
             print(f"newsbeam stream: {signal.Signals(signum).name}: committing the open window", flush=True)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, request_stop)
     last = time.monotonic()
 
     def show(window: Any) -> None:
@@ -202,9 +201,19 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
         print(format_window(window, now - last), flush=True)
         last = now
 
-    report = run_stream(
-        config, beam_args, args.max_windows, stop, on_window=show, kill_at=os.environ.get(KILL_ENV) or None
-    )
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = run_stream(
+            config,
+            beam_args,
+            args.max_windows,
+            stop,
+            on_window=show,
+            kill_at=os.environ.get(KILL_ENV) or None,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"newsbeam stream: stopped after {len(report.windows)} windows", flush=True)
     return 0
 

@@ -17,7 +17,7 @@ import pytest
 
 from connectors.http import FeedSource
 from connectors.state import FeedState
-from pipeline.config import ConfigError, StreamSettings
+from pipeline.config import ConfigError, StreamSettings, parse_config
 from pipeline.lake import KILL_ENV
 from pipeline.run import run_cycle
 from pipeline.stream import WindowReport, due_at, due_feeds, run_stream, stream_options
@@ -53,6 +53,16 @@ def test_a_feed_is_due_an_interval_after_its_last_poll_or_when_its_backoff_ends(
     assert names(T0 + timedelta(seconds=29)) == ["fresh"]
     assert names(T0 + timedelta(seconds=30)) == ["fresh", "polled"]
     assert names(T0 + timedelta(seconds=600)) == ["fresh", "polled", "off"]
+
+
+def test_stream_settings_come_from_the_config_and_errors_name_the_key(tmp_path: Path) -> None:
+    config = parse_config({"stream": {"window_seconds": 5, "poll_interval": 2.5}}, tmp_path, "x.toml")
+    assert config.stream == StreamSettings(window_seconds=5.0, poll_interval=2.5)
+    assert parse_config({}, tmp_path, "x.toml").stream == StreamSettings(60.0, 300.0)
+    with pytest.raises(ConfigError, match="`stream.window`"):
+        parse_config({"stream": {"window": 5}}, tmp_path, "x.toml")
+    with pytest.raises(ConfigError, match="`stream.poll_interval` must be positive"):
+        parse_config({"stream": {"poll_interval": 0}}, tmp_path, "x.toml")
 
 
 def test_streaming_flag_is_refused_and_the_default_runner_never_downloads_prism(
@@ -134,7 +144,8 @@ def test_three_windows_every_item_once_within_poll_plus_window(
     # so an item published as a commit starts waits for it, then a window, then its commit.
     latencies = {t: seen[t] - growing.published[t] for t in titles}
     commit = max(commit_seconds)
-    bound = max(poll, commit) + window + commit + 0.5
+    # The margin covers a poll round overrunning the window's end and the reader's own query.
+    bound = max(poll, commit) + window + commit + 1.5
     worst, median = max(latencies.values()), sorted(latencies.values())[len(latencies) // 2]
     print(
         f"\nstream latency over {len(latencies)} items: median {median:.2f}s, "
@@ -258,3 +269,14 @@ def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
         r["title"] for r in snapshot_duck_rows(out, "articles", "title") if r["title"].startswith("kill")
     )
     assert titles == sorted(growing.published)
+
+
+def test_cli_window_seconds_must_be_positive(tmp_path: Path, seeds_dir: Path, capsys) -> None:
+    from pipeline.cli import main
+
+    config = _stream_config(tmp_path, seeds_dir, {}, window=1, poll=1)
+    assert main(["stream", "--config", str(config), "--window-seconds", "0"]) == 2
+    assert "`--window-seconds` must be positive" in capsys.readouterr().err
+    assert main(["stream", "--config", str(config), "--streaming"]) == 2
+    assert "--streaming" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "_manifests").exists()
