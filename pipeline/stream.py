@@ -139,6 +139,8 @@ def run_stream(
                 if stop.is_set() or left <= 0:
                     break
                 wait = seconds_to_next_poll(feeds, live, clock(), settings.poll_interval)
+                # Rounds at least a host gap apart: the per-host gap holds across rounds too.
+                wait = None if wait is None else max(wait, http.per_host_min_gap)
                 stop.wait(left if wait is None else min(left, wait))
             merged = merge_polls(polls, opened_at, {})
             closed = time.monotonic()
