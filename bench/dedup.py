@@ -1,11 +1,13 @@
 """Deduplication at scale: throughput, peak memory, precision and recall.
 
-    python -m bench.dedup [--articles 200000] [--shards 200] [--repeat 3]
+    python -m bench.dedup [--articles 200000] [--shards 200] [--repeat 3] [--variants ...]
 
 Each variant runs in its own process on the local runner (FnApiRunner):
 - `generate`: build the corpus in the pipeline and count it (the baseline);
 - `exact`: generate + the exact passes only (same URL, same content);
-- `near`: generate + DeduplicateArticles (exact + near duplicates).
+- `near`: generate + DeduplicateArticles (exact + near duplicates);
+- `previous`: generate + the earlier shape of the step (bench.dedup_previous:
+  one element per key and article through one GroupByKey), same decisions.
 The dedup stage's throughput is articles / (variant time - generate time).
 A micro-benchmark compares MinHash signing with rensa and with datasketch.
 """
@@ -27,6 +29,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from bench.dedup_corpus import shard
+from bench.dedup_previous import PreviousDeduplicateArticles
 from pipeline.deduplicate import DeduplicateArticles
 from pipeline.near_dup import NearDupSettings, signature
 
@@ -53,7 +56,8 @@ def run_variant(
         if variant == "generate":
             result = corpus | beam.combiners.Count.Globally() | beam.Map(lambda n: [n])
         else:
-            deduped = corpus | DeduplicateArticles([], "", settings)
+            step = PreviousDeduplicateArticles(7, settings) if variant == "previous" else None
+            deduped = corpus | (step or DeduplicateArticles([], 7, settings))
             result = (
                 deduped["duplicates"]
                 | beam.Map(lambda d: (d.article_id, d.duplicate_of, d.reason, d.similarity))
@@ -61,8 +65,9 @@ def run_variant(
             )
         result | beam.Map(_write, path=out)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mib": peak}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mib": usage.ru_maxrss / 1024}))
 
 
 def truth(articles: int, shards: int) -> dict[str, tuple[str, str]]:
@@ -102,6 +107,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=NearDupSettings.threshold)
+    parser.add_argument("--variants", default="generate,exact,near,previous", help="comma-separated")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -117,7 +123,7 @@ def main() -> None:
     )
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in ("generate", "exact", "near"):
+        for variant in ["generate", *(v for v in args.variants.split(",") if v != "generate")]:
             runs = []
             for i in range(args.repeat):
                 out = f"{tmp}/{variant}-{i}.json"
@@ -126,23 +132,36 @@ def main() -> None:
                        "--threshold", str(args.threshold)]  # fmt: skip
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True)
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"  {variant} run {i + 1}: {runs[-1]}", file=sys.stderr, flush=True)
             found = json.loads(Path(out).read_text())
             rows[variant] = (
                 statistics.median(r["seconds"] for r in runs),
+                statistics.median(r["cpu_seconds"] for r in runs),
                 statistics.median(r["peak_mib"] for r in runs),
                 found,
             )
-    base = rows["generate"][0]
+    # Wall time on a shared machine is noisy; CPU time (the local runner works in one
+    # process) is shown too, and every ratio compares variants measured in this run.
+    base, base_cpu = rows["generate"][0], rows["generate"][1]
+    stage = {v: (r[0] - base, r[1] - base_cpu) for v, r in rows.items() if v != "generate"}
     print(
-        f"{'variant':<34} {'seconds':>8} {'stage art/s':>12} {'peak MiB':>9} {'precision':>10} {'recall':>7}"
+        f"{'variant':<10} {'seconds':>8} {'cpu s':>7} {'stage art/s':>12} {'per cpu s':>10} {'peak MiB':>9}"
+        f" {'precision':>10} {'recall':>7} {'stage cpu / near':>17}"
     )
-    for variant, (seconds, peak, found) in rows.items():
-        stage = args.articles / (seconds - base) if variant != "generate" and seconds > base else float("nan")
-        precision, recall = score(found, planted) if variant != "generate" else (float("nan"),) * 2
-        print(f"{variant:<34} {seconds:>8.1f} {stage:>12.0f} {peak:>9.0f} {precision:>10.3f} {recall:>7.3f}")
+    nan = float("nan")
+    for variant, (seconds, cpu, peak, found) in rows.items():
+        wall_s, cpu_s = stage.get(variant, (nan, nan))
+        rate = args.articles / wall_s if wall_s > 0 else nan
+        cpu_rate = args.articles / cpu_s if cpu_s > 0 else nan
+        precision, recall = score(found, planted) if variant != "generate" else (nan, nan)
+        ratio = cpu_s / stage["near"][1] if "near" in stage else nan
+        print(
+            f"{variant:<10} {seconds:>8.1f} {cpu:>7.1f} {rate:>12.0f} {cpu_rate:>10.0f} {peak:>9.0f}"
+            f" {precision:>10.3f} {recall:>7.3f} {ratio:>17.2f}"
+        )
     if "near" in rows:
         near_only = {k: v for k, v in planted.items() if v[0] == "near"}
-        print(f"recall on planted near duplicates only: {score(rows['near'][2], near_only)[1]:.3f}")
+        print(f"recall on planted near duplicates only: {score(rows['near'][3], near_only)[1]:.3f}")
     print("\nMinHash signing, one core:")
     for name, rate in signing_speed():
         print(f"  {name:<30} {rate:>8.0f} docs/s")

@@ -5,10 +5,15 @@
 The server runs in its own process (asyncio, keep-alive), so the CPU time measured
 (`time.process_time` of this process) is the client's alone. Variants:
 
-- naive: the former poller - one shared sync httpx.Client with a pool of
+- naive: the first poller - one shared sync httpx.Client with a pool of
   2 x concurrency connections, one thread per concurrent request (the baseline);
 - httpcore: `poll_feeds` (async, every check on) over httpx's own async transport;
-- aiohttp: `poll_feeds` as shipped, httpx requests over the aiohttp-backed transport.
+- previous: the poller before the lean transport call (`bench/previous_poller.py`):
+  httpx Request/Response per hop over the aiohttp transport;
+- via httpx: `poll_feeds` today, with the aiohttp transport hidden behind a plain
+  httpx transport, so every exchange is an httpx Request and Response again;
+- shipped: `poll_feeds` as shipped (the aiohttp transport called through `open`);
+- plain aiohttp: GET and read with aiohttp alone, no checks, no state: the floor.
 
 Each is timed for 200 responses (full bodies) and 304 responses (conditional GETs);
 politeness is off (every feed is on 127.0.0.1), the other limits are the defaults.
@@ -28,10 +33,13 @@ from datetime import datetime, timezone
 from multiprocessing.queues import Queue
 from typing import Any
 
+import aiohttp
 import httpx
 
-from connectors.http import ACCEPT, FeedSource, HttpSettings, poll_feeds
+from bench.previous_poller import poll_feeds_previous
+from connectors.http import ACCEPT, FeedSource, FetchOutcome, HttpSettings, _poll_all, poll_feeds
 from connectors.state import FeedState
+from connectors.transport import AiohttpTransport
 
 BODY = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>bench</title>'
@@ -94,9 +102,65 @@ def naive(sources: list[FeedSource], states: dict[str, FeedState], settings: Htt
         return list(pool.map(lambda s: fetch(client, s), sources))
 
 
+class _HttpxOnly(httpx.AsyncBaseTransport):
+    """The aiohttp transport seen only through httpx's transport interface."""
+
+    def __init__(self) -> None:
+        self._inner = AiohttpTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def previous(sources: list[FeedSource], states: dict[str, FeedState], settings: HttpSettings) -> list[int]:
+    outcomes = poll_feeds_previous(sources, states, settings, NOW)
+    assert all(o.status in ("ok", "not_modified", "unchanged") for o in outcomes)
+    return [o.state.last_http_status or 0 for o in outcomes]
+
+
+def plain_aiohttp(
+    sources: list[FeedSource], states: dict[str, FeedState], settings: HttpSettings
+) -> list[int]:
+    """GET and read each feed with aiohttp alone: no deadline, cap, decoding, redirects or state."""
+
+    async def main() -> list[int]:
+        codes: list[int] = []
+        queue = iter(sources)
+        headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT}
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            for source in queue:
+                state = states.get(source.url)
+                extra = {"If-None-Match": state.etag} if state and state.etag else {}
+                async with session.get(source.url, headers={**headers, **extra}) as response:
+                    body = await response.read()
+                    assert len(body) == (0 if response.status == 304 else len(BODY))
+                    codes.append(response.status)
+
+        connector = aiohttp.TCPConnector(limit=100)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+            await asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
+        return codes
+
+    return asyncio.run(main())
+
+
 def shipped(transport: Callable[[], httpx.AsyncBaseTransport | None]) -> Callable[..., list[int]]:
     def run(sources: list[FeedSource], states: dict[str, FeedState], settings: HttpSettings) -> list[int]:
-        outcomes = poll_feeds(sources, states, settings, transport(), clock=lambda: NOW)
+        async def closing(given: httpx.AsyncBaseTransport) -> list[FetchOutcome]:
+            try:  # poll_feeds leaves a given transport open: it belongs to the caller
+                return await _poll_all(sources, states, settings, given, NOW)
+            finally:
+                await given.aclose()
+
+        given = transport()
+        if given is None:
+            outcomes = poll_feeds(sources, states, settings, clock=lambda: NOW)
+        else:
+            outcomes = asyncio.run(closing(given))
         codes = []
         for o in outcomes:
             assert o.status in ("ok", "not_modified", "unchanged"), o.detail
@@ -111,7 +175,10 @@ VARIANTS: dict[str, Callable[..., list[int]]] = {
     "httpcore (async httpx)": shipped(
         lambda: httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=100))
     ),
+    "aiohttp, previous poller": previous,
+    "aiohttp via httpx Request/Response": shipped(_HttpxOnly),
     "aiohttp transport (shipped)": shipped(lambda: None),
+    "plain aiohttp (floor, no checks)": plain_aiohttp,
 }
 
 
@@ -144,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         known = FeedState(etag=ETAG, last_full_fetch_at=NOW.isoformat())
         modes = {"200": {}, "304": {s.url: known for s in sources}}
         print(f"{args.feeds} feeds, concurrency {args.concurrency}, median of {args.repeat} runs")
-        print(f"{'variant':<34} {'resp':>4} {'feeds/s':>8} {'cpu ms/req':>10} {'cpu vs naive':>12}")
+        print(f"{'variant':<36} {'resp':>4} {'feeds/s':>8} {'cpu ms/req':>10} {'cpu vs naive':>12}")
         baseline: dict[str, float] = {}
         for name, fn in VARIANTS.items():
             for mode, states in modes.items():
@@ -153,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                 cpu = statistics.median(r[1] for r in runs)
                 baseline.setdefault(mode, cpu)
                 ratio = baseline[mode] / cpu
-                print(f"{name:<34} {mode:>4} {rate:>8.0f} {cpu:>10.2f} {ratio:>11.1f}x", flush=True)
+                print(f"{name:<36} {mode:>4} {rate:>8.0f} {cpu:>10.2f} {ratio:>11.1f}x", flush=True)
     finally:
         server.terminate()
         server.join()

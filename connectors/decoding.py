@@ -94,48 +94,50 @@ class _Brotli:
         return bool(self._d.is_finished()) and not self._pending
 
 
-class _Identity:
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def decode(self, data: bytes, limit: int) -> bytes:
-        buf = self._pending + data
-        self._pending = buf[limit:]
-        return buf[:limit]
-
-    def pending(self) -> bool:
-        return bool(self._pending)
-
-    def finished(self) -> bool:
-        return not self._pending
-
-
 _DECODERS: dict[str, Callable[[], _Layer]] = {
     "gzip": lambda: _Zlib(zlib.MAX_WBITS | 16),
     "x-gzip": lambda: _Zlib(zlib.MAX_WBITS | 16),
     "deflate": _Deflate,
     "br": _Brotli,
-    "identity": _Identity,
 }
+_IDENTITY = "identity"  # no coding: nothing to undo
 ACCEPT_ENCODING = "gzip, deflate, br"
+
+
+def content_codings(content_encoding: str | None) -> list[str]:
+    """The codings a Content-Encoding value lists, lowercased, in the order applied;
+    `identity` (no coding) is dropped."""
+    if not content_encoding:
+        return []
+    codings = (c.strip().lower() for c in content_encoding.split(","))
+    return [c for c in codings if c and c != _IDENTITY]
 
 
 class CappedBody:
     """Feed wire bytes in; decoded bytes accumulate, and TooLarge is raised past `max_bytes`."""
 
     def __init__(self, content_encoding: str | None, max_bytes: int) -> None:
-        codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+        codings = content_codings(content_encoding)
         unknown = [c for c in codings if c not in _DECODERS]
         if unknown:
             raise BadEncoding(f"unsupported Content-Encoding {unknown[0]!r}")
-        # Applied in the order listed, so undone in reverse.
-        self._layers: list[_Layer] = [_DECODERS[c]() for c in reversed(codings)] or [_Identity()]
+        # Applied in the order listed, so undone in reverse; none at all for a plain body.
+        self._layers: list[_Layer] = [_DECODERS[c]() for c in reversed(codings)]
         self._max = max_bytes
         self._parts: list[bytes] = []
         self.size = 0
 
     def feed(self, data: bytes) -> None:
-        self._drain(data)
+        if self._layers:
+            self._drain(data)
+        elif data:  # a plain body: each chunk is kept as it came, only counted
+            self._take(data)
+
+    def _take(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self._max:
+            raise TooLarge(f"body exceeds {self._max} bytes (decoded)")
+        self._parts.append(chunk)
 
     def _drain(self, data: bytes) -> None:
         # Every layer is pumped until it has nothing more to give, each call bounded by
@@ -146,15 +148,13 @@ class CappedBody:
                 chunk = layer.decode(chunk, self._max - self.size + 1)
             data = b""
             if chunk:
-                self.size += len(chunk)
-                if self.size > self._max:
-                    raise TooLarge(f"body exceeds {self._max} bytes (decoded)")
-                self._parts.append(chunk)
+                self._take(chunk)
             elif not any(layer.pending() for layer in self._layers):
                 return
 
     def finish(self) -> bytes:
-        self._drain(b"")
-        if not all(layer.finished() for layer in self._layers):
-            raise BadEncoding("compressed body ended early (truncated)")
-        return b"".join(self._parts)
+        if self._layers:
+            self._drain(b"")
+            if not all(layer.finished() for layer in self._layers):
+                raise BadEncoding("compressed body ended early (truncated)")
+        return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)

@@ -4,8 +4,10 @@ Each poll has connect and read timeouts and a total deadline over connect, heade
 and body; the decoded body is capped while it is decoded; redirects are followed
 here, hop by hop (bounded, loop-checked, http(s) only, credentials kept to their
 origin); each host gets a bounded number of requests at a gap; feeds that fail are
-backed off (`connectors/retry.py`). Requests are httpx requests, sent through an
-aiohttp-backed transport (`connectors/transport.py`) on one event loop.
+backed off (`connectors/retry.py`). Any httpx transport can carry the requests;
+by default they go through the aiohttp-backed one (`connectors/transport.py`),
+called through its lean `open` rather than as httpx Request/Response objects, on
+one event loop.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import asyncio
 import base64
 import dataclasses
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TypeVar
-from urllib.parse import unquote
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -27,7 +29,7 @@ from connectors.decoding import ACCEPT_ENCODING, BadEncoding, CappedBody, TooLar
 from connectors.errors import PERMANENT, RETRYABLE
 from connectors.politeness import HostGate, interleave_by_host
 from connectors.state import FeedState
-from connectors.transport import AiohttpTransport, TlsError
+from connectors.transport import AiohttpTransport, Reply, TlsError, header_map
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import RawFetch
 
@@ -95,9 +97,55 @@ class _Failure(Exception):
 @dataclass
 class _Response:
     status: int
-    headers: httpx.Headers
+    headers: dict[str, str]  # lowercased names (connectors.transport.header_map)
     body: bytes
     permanent_target: str | None  # where an unbroken run of 301/308 from the first hop led
+
+
+class _Opener(Protocol):
+    async def open(
+        self, url: str, headers: list[tuple[str, str]], connect_timeout: float, read_timeout: float
+    ) -> Reply: ...
+
+
+class _HttpxReply(Reply):
+    __slots__ = ("_response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code, header_map(response.headers.raw))
+        self._response = response
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        # The transport's own stream, as aiter_raw would read it, but readable even when
+        # the transport has read it already (httpx.MockTransport does): a content stream
+        # gives its bytes again, still content-encoded.
+        stream = self._response.stream
+        if isinstance(stream, httpx.AsyncByteStream):
+            return stream.__aiter__()
+        return self._response.aiter_raw()  # raises httpx's own error for a sync-only stream
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class ViaHttpx:
+    """Any httpx transport behind the `open` that AiohttpTransport offers natively."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, pool_timeout: float) -> None:
+        self._transport = transport
+        self._pool_timeout = pool_timeout
+
+    async def open(
+        self, url: str, headers: list[tuple[str, str]], connect_timeout: float, read_timeout: float
+    ) -> Reply:
+        timeout = {
+            "connect": connect_timeout,
+            "read": read_timeout,
+            "write": read_timeout,
+            "pool": self._pool_timeout,
+        }
+        request = httpx.Request("GET", url, headers=headers, extensions={"timeout": timeout})
+        return _HttpxReply(await self._transport.handle_async_request(request))
 
 
 class Poller:
@@ -108,8 +156,15 @@ class Poller:
         self.settings = settings
         self._injected = transport
         self._transports: dict[bool, httpx.AsyncBaseTransport] = {}
-        self.gate = HostGate(settings.per_host_concurrency, settings.per_host_min_gap)
+        self._openers: dict[bool, _Opener] = {}
+        self.gate = HostGate(settings.per_host_concurrency, settings.per_host_min_gap, settings.concurrency)
         self.slots = asyncio.Semaphore(settings.concurrency)
+        # Sent with every request; conditional and Authorization headers are added per request.
+        self.headers = [
+            ("User-Agent", settings.user_agent),
+            ("Accept", ACCEPT),
+            ("Accept-Encoding", ACCEPT_ENCODING),
+        ]
         if transport is None:
             self.transport(True)  # built before any request: its setup must not delay the first one
 
@@ -119,6 +174,18 @@ class Poller:
         if verify_tls not in self._transports:
             self._transports[verify_tls] = AiohttpTransport(verify=verify_tls)
         return self._transports[verify_tls]
+
+    def opener(self, verify_tls: bool) -> _Opener:
+        """The transport for a feed, called directly when it is ours, through httpx otherwise."""
+        opener = self._openers.get(verify_tls)
+        if opener is None:
+            transport = self.transport(verify_tls)
+            if isinstance(transport, AiohttpTransport):
+                opener = transport
+            else:
+                opener = ViaHttpx(transport, self.settings.total_deadline)
+            self._openers[verify_tls] = opener
+        return opener
 
     async def aclose(self) -> None:
         for transport in self._transports.values():
@@ -139,6 +206,10 @@ def _checked_url(text: str) -> httpx.URL:
     return url
 
 
+def _without_userinfo(url: httpx.URL) -> httpx.URL:
+    return url.copy_with(username=None, password=None) if url.userinfo else url
+
+
 def _basic_auth(url: httpx.URL) -> str | None:
     if not url.username:
         return None
@@ -147,72 +218,70 @@ def _basic_auth(url: httpx.URL) -> str | None:
 
 
 async def _get(
-    poller: Poller, source: FeedSource, url_text: str, headers: dict[str, str], deadline: float
+    poller: Poller, source: FeedSource, url_text: str, headers: list[tuple[str, str]]
 ) -> _Response:
     """GET with redirects followed by hand, each hop through the host's politeness gate."""
     settings = poller.settings
+    opener = poller.opener(source.verify_tls)
     url = _checked_url(url_text)
     auth, auth_origin = _basic_auth(url), _origin(url)
-    seen = {str(url.copy_with(username=None, password=None))}
+    target = _without_userinfo(url)
+    target_text = str(target)
+    seen = {target_text}
     permanent: str | None = None
     permanent_unbroken = True
-    timeout = {
-        "connect": settings.connect_timeout,
-        "read": settings.read_timeout,
-        "write": settings.read_timeout,
-        "pool": settings.total_deadline,
-    }
     for _hop in range(settings.max_redirects + 1):
-        target = url.copy_with(username=None, password=None)
-        hop_headers = dict(headers)
+        hop_headers = headers
         if auth and _origin(url) == auth_origin:  # credentials never go to another origin
-            hop_headers["Authorization"] = auth
-        request = httpx.Request("GET", target, headers=hop_headers, extensions={"timeout": timeout})
+            hop_headers = [*headers, ("Authorization", auth)]
         async with poller.gate.slot(f"{url.host}:{url.port}"):
-            sending = poller.transport(source.verify_tls).handle_async_request(request)
-            response = await _before(deadline, sending)
+            reply = await opener.open(
+                target_text, hop_headers, settings.connect_timeout, settings.read_timeout
+            )
             try:
-                if response.status_code not in REDIRECTS:
+                if reply.status not in REDIRECTS:
                     body = b""
-                    if response.status_code < 300:
-                        body = await _before(deadline, _read_capped(response, settings))
-                    return _Response(response.status_code, response.headers, body, permanent)
+                    if reply.status < 300:
+                        body = await _read_capped(reply, settings)
+                    return _Response(reply.status, reply.headers, body, permanent)
             finally:
-                await response.aclose()
-        location = response.headers.get("location")
+                await reply.aclose()
+        location = reply.headers.get("location")
         if not location:
-            raise _Failure(PERMANENT, f"redirects: HTTP {response.status_code} without Location")
+            raise _Failure(PERMANENT, f"redirects: HTTP {reply.status} without Location")
         try:
             url = target.join(location)
         except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
             raise _Failure(PERMANENT, f"bad_url: redirect to {location[:200]!r}: {_describe(exc)}") from exc
         if url.scheme not in ("http", "https") or not url.host:
             raise _Failure(PERMANENT, f"bad_url: redirect to a non-http(s) URL {location[:200]!r}")
-        next_text = str(url.copy_with(username=None, password=None))
-        if next_text in seen:
-            raise _Failure(PERMANENT, f"redirects: loop back to {next_text[:200]}")
-        seen.add(next_text)
-        if permanent_unbroken and response.status_code in PERMANENT_REDIRECTS:
-            permanent = next_text
+        target = _without_userinfo(url)
+        target_text = str(target)
+        if target_text in seen:
+            raise _Failure(PERMANENT, f"redirects: loop back to {target_text[:200]}")
+        seen.add(target_text)
+        if permanent_unbroken and reply.status in PERMANENT_REDIRECTS:
+            permanent = target_text
         else:
             permanent_unbroken = False
     raise _Failure(PERMANENT, f"redirects: more than {settings.max_redirects}")
 
 
-async def _before(deadline: float, work: Awaitable[T]) -> T:
-    """`work`, cancelled at `deadline` (loop time) with TimeoutError."""
+async def _within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
+    """`work`, cancelled after `seconds` with TimeoutError: one deadline over every hop,
+    connect, headers and body of a poll."""
     if sys.version_info >= (3, 11):  # a timeout context costs far less than wait_for's task
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout(seconds):
             return await work
-    return await asyncio.wait_for(work, deadline - asyncio.get_running_loop().time())
+    return await asyncio.wait_for(work, seconds)
 
 
-async def _read_capped(response: httpx.Response, settings: HttpSettings) -> bytes:
-    declared = response.headers.get("content-length")
+async def _read_capped(reply: Reply, settings: HttpSettings) -> bytes:
+    declared = reply.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_bytes:
         raise TooLarge(f"Content-Length {declared} exceeds {settings.max_bytes} bytes")
-    body = CappedBody(response.headers.get("content-encoding"), settings.max_bytes)
-    async for chunk in response.aiter_raw():
+    body = CappedBody(reply.headers.get("content-encoding"), settings.max_bytes)
+    async for chunk in reply.chunks():
         body.feed(chunk)
     return body.finish()
 
@@ -273,6 +342,8 @@ def _error(
 def _follow_permanent_redirect(state: FeedState, target: str | None, settings: HttpSettings) -> FeedState:
     """A 301/308 seen on enough polls in a row becomes the URL polled from then on."""
     if target is None:
+        if state.redirect_target is None and state.redirect_polls == 0:
+            return state
         return dataclasses.replace(state, redirect_target=None, redirect_polls=0)
     polls = state.redirect_polls + 1 if target == state.redirect_target else 1
     if polls >= settings.permanent_redirect_polls:
@@ -283,13 +354,13 @@ def _follow_permanent_redirect(state: FeedState, target: str | None, settings: H
 async def fetch_feed(poller: Poller, source: FeedSource, state: FeedState, now: datetime) -> FetchOutcome:
     """Poll one feed once at `now`. Never raises: every failure is a typed outcome."""
     settings = poller.settings
-    loop = asyncio.get_running_loop()
-    headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
     conditional = _conditional_headers(state, now, settings)
-    headers.update(conditional)
+    headers = [*poller.headers, *conditional.items()] if conditional else poller.headers
     try:
-        deadline = loop.time() + settings.total_deadline
-        got = await _get(poller, source, state.url or source.url, headers, deadline)
+        async with poller.slots:
+            got = await _within(
+                settings.total_deadline, _get(poller, source, state.url or source.url, headers)
+            )
     except _Failure as failure:
         return _error(source, state, now, failure, settings)
     except TooLarge as exc:
@@ -360,6 +431,9 @@ def not_polled(source: FeedSource, state: FeedState) -> FetchOutcome:
     return FetchOutcome(source, status, detail, None, state)
 
 
+_NEVER_POLLED = FeedState()
+
+
 async def _poll_all(
     sources: list[FeedSource],
     states: dict[str, FeedState],
@@ -369,19 +443,25 @@ async def _poll_all(
 ) -> list[FetchOutcome]:
     poller = Poller(settings, transport)
     outcomes: list[FetchOutcome | None] = [None] * len(sources)
+    feed_states = [states.get(s.url, _NEVER_POLLED) for s in sources]
+    if poller.gate.active:  # with no per-host limit to wait on, the order makes no difference
+        hosts = [_host(st.url or s.url) for s, st in zip(sources, feed_states, strict=True)]
+        order = iter(interleave_by_host(hosts))
+    else:
+        order = iter(range(len(sources)))
 
-    async def one(index: int) -> None:
-        source = sources[index]
-        state = states.get(source.url, FeedState())
-        if not retry.is_due(state, now):
-            outcomes[index] = not_polled(source, state)
-            return
-        async with poller.slots:
-            outcomes[index] = await fetch_feed(poller, source, state, now)
+    async def worker() -> None:
+        # `concurrency` workers share one iterator: each feed is taken once, in order, and
+        # no more than `concurrency` polls run at a time, without a task per feed.
+        for index in order:
+            source, state = sources[index], feed_states[index]
+            if retry.is_due(state, now):
+                outcomes[index] = await fetch_feed(poller, source, state, now)
+            else:
+                outcomes[index] = not_polled(source, state)
 
-    hosts = [_host(states.get(s.url, FeedState()).url or s.url) for s in sources]
     try:
-        await asyncio.gather(*(one(i) for i in interleave_by_host(hosts)))
+        await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(sources)))))
     finally:
         await poller.aclose()
     return [o for o in outcomes if o is not None]
@@ -389,8 +469,8 @@ async def _poll_all(
 
 def _host(url: str) -> str:
     try:
-        return httpx.URL(url).host
-    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return urlsplit(url).hostname or ""
+    except ValueError:
         return ""
 
 

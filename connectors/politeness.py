@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 
 
@@ -16,16 +16,30 @@ class _Host:
     next_start: float = 0.0
 
 
-class HostGate:
-    """Lives for one poll (one event loop); hosts are keyed by name and port."""
+def holds_back(per_host: int, min_gap: float, concurrency: int | None) -> bool:
+    """Whether per-host limits can ever delay a request: a gap between starts is set, or
+    a host gets fewer slots than all requests together (`concurrency`, None: unbounded)."""
+    return min_gap > 0 or concurrency is None or per_host < concurrency
 
-    def __init__(self, per_host: int, min_gap: float) -> None:
+
+_OPEN: AbstractAsyncContextManager[None] = nullcontext()
+
+
+class HostGate:
+    """Lives for one poll (one event loop); hosts are keyed by name and port. Given the
+    global `concurrency` that its caller enforces, it steps aside when it cannot bind."""
+
+    def __init__(self, per_host: int, min_gap: float, concurrency: int | None = None) -> None:
         self._per_host = per_host
         self._min_gap = min_gap
         self._hosts: dict[str, _Host] = {}
+        self.active = holds_back(per_host, min_gap, concurrency)
+
+    def slot(self, host: str) -> AbstractAsyncContextManager[None]:
+        return self._slot(host) if self.active else _OPEN
 
     @asynccontextmanager
-    async def slot(self, host: str) -> AsyncIterator[None]:
+    async def _slot(self, host: str) -> AsyncIterator[None]:
         state = self._hosts.get(host)
         if state is None:
             state = self._hosts[host] = _Host(asyncio.Semaphore(self._per_host))

@@ -76,6 +76,8 @@ def after_failure(
 
 
 def after_success(state: FeedState) -> FeedState:
+    if not state.dead and state.next_poll_at is None:
+        return state  # already so: a copy would cost more than the poll's own bookkeeping
     return dataclasses.replace(state, dead=False, next_poll_at=None)
 
 

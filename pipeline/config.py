@@ -66,7 +66,7 @@ _TOP_KEYS = {
     "stream",
 }
 _FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles"}
-_DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days"}
+_DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days", "shards"}
 
 
 def _path(data: dict[str, Any], key: str, base: Path, where: str) -> Path | None:
@@ -147,6 +147,7 @@ class _DedupDefaults:
     num_perm: int = NearDupSettings.num_perm
     bands: int = NearDupSettings.bands
     min_words: int = NearDupSettings.min_words
+    shards: int = NearDupSettings.shards
     lookback_days: int = 7
 
 

@@ -1,10 +1,18 @@
 """Deduplication decisions (pure): who is a copy of whom, and why.
 
 Each article becomes a small member (order, article id, content hash, MinHash
-signature) filed under its keys: its article id, its content hash and one key
-per LSH band. Members sharing a key are linked (exact keys always; band keys
+signature, day) filed under its keys: its article id, its content hash and one
+key per LSH band. Members sharing a key are linked (exact keys always; band keys
 when the signatures are similar enough); the links' connected components are
 clusters, and the first-seen member of each cluster is the article.
+
+Articles of earlier runs (the dedup index) take part only for the new articles
+published within `lookback_days` before or after them: each new article sees
+the same index entries whatever else its run holds.
+
+Keys are spread over `shards` shards (a stable hash of the key): a shard's
+payload holds every member filed under its keys, so each shard's groups are
+complete and are linked on their own, with plain dicts.
 
 First seen: an article committed by an earlier run always wins; among new
 copies the earliest fetched, then the earliest published (undated last), then
@@ -21,8 +29,10 @@ Reasons recorded for the copies that are not written:
 
 from __future__ import annotations
 
+import pickle
+import zlib
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from pipeline.near_dup import NearDupSettings, band_keys, compact, compact_similarity, signature
 from schemas.ids import stable_id
@@ -33,12 +43,14 @@ _URL, _CONTENT, _BAND = b"u", b"c", b"b"
 # Which link explains a drop best, when an article has several.
 _REASON_RANK = {"same_url": 0, "revised": 1, "same_content": 2, "near_duplicate": 3}
 
-# (order, article_id, content_hash, signature or None)
-Member = tuple[str, str, str, bytes | None]
+# (order, article_id, content_hash, signature or None, day of its partition date)
+Member = tuple[str, str, str, bytes | None, int]
 # (later order, earlier order, earlier article_id, reason, similarity)
 Link = tuple[str, str, str, str, float]
 # for each dropped copy's order: (the article_id its cluster keeps, reason, similarity)
 Drops = dict[str, tuple[str, str, float]]
+
+DEFAULT_LOOKBACK_DAYS = 7
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -61,50 +73,116 @@ def indexed_order(fetched_at: datetime, article_id: str) -> str:
     return f"{INDEXED}{_stamp(fetched_at)}{stable_id(article_id, length=16)}"
 
 
+def day_number(partition_date: str) -> int:
+    """A YYYY-MM-DD partition date as a day count, for lookback windows."""
+    return date.fromisoformat(partition_date).toordinal()
+
+
 def member(a: Article, settings: NearDupSettings) -> Member:
-    return new_order(a), a.article_id, a.content_hash, signature(a.text, settings)
+    sig = signature(a.text, settings)
+    return new_order(a), a.article_id, a.content_hash, sig, day_number(a.partition_date)
 
 
-def member_keys(m: Member, settings: NearDupSettings) -> Iterator[tuple[bytes, Member]]:
-    """A member under each of its keys. Exact keys need no signature; band keys carry the
-    compact one (a quarter of the size): what is shuffled is 23 copies per article."""
-    order, article_id, content_hash, sig = m
-    light: Member = (order, article_id, content_hash, None)
-    yield _URL + article_id.encode(), light
-    yield _CONTENT + content_hash.encode(), light
-    if sig is not None:
-        banded: Member = (order, article_id, content_hash, compact(sig))
-        for key in band_keys(sig, settings):
-            yield _BAND + key, banded
+def indexed_member(
+    fetched_at: datetime, article_id: str, content_hash: str, sig: bytes | None, day: int
+) -> Member:
+    return indexed_order(fetched_at, article_id), article_id, content_hash, sig, day
 
 
-def group_links(kv: tuple[bytes, Iterable[Member]], settings: NearDupSettings) -> Iterator[Link]:
-    """Links within one key group: every member to the first-seen one for an exact key;
-    verified pairs (each member against up to `max_bucket_comparisons` before it) for a band."""
+def _visible(later: Member, earlier: Member, lookback_days: int) -> bool:
+    """Whether a new member is compared with `earlier` for near duplicates: always within the
+    run, and with an indexed article only if it was published within the lookback before or
+    after it."""
+    return earlier[0][0] != INDEXED or abs(later[4] - earlier[4]) <= lookback_days
+
+
+def member_keys(m: Member, settings: NearDupSettings) -> tuple[Member, list[bytes]]:
+    """A member as filed, and its keys. Only band keys need a signature, and it is the compact
+    one (a quarter of the size); exact keys ignore it."""
+    order, article_id, content_hash, sig, day = m
+    keys = [_URL + article_id.encode(), _CONTENT + content_hash.encode()]
+    if sig is None:
+        return m, keys
+    return (order, article_id, content_hash, compact(sig), day), keys + [
+        _BAND + k for k in band_keys(sig, settings)
+    ]
+
+
+def group_links(
+    kv: tuple[bytes, Iterable[Member]], settings: NearDupSettings, lookback_days: int
+) -> Iterator[Link]:
+    """Links within one key group: every new member to the first-seen member it may see for
+    an exact key; verified pairs (each new member against up to `max_bucket_comparisons`
+    members before it that it may see) for a band."""
     key, members = kv
     ordered = sorted(set(members))
     if len(ordered) < 2:
         return
     kind = key[:1]
     if kind != _BAND:
-        first = ordered[0]
-        for m in ordered[1:]:
-            if m[0].startswith(INDEXED):
+        for m in ordered:
+            if m[0][0] == INDEXED:
                 continue  # earlier runs' articles were settled by earlier runs
+            # Exact keys see the whole index: a URL or a text seen once is known for good.
+            first = ordered[0]
+            if first is m:
+                continue
             if kind == _URL:
                 yield m[0], first[0], first[1], "same_url" if m[2] == first[2] else "revised", 1.0
             else:
                 yield m[0], first[0], first[1], "same_content", 1.0
         return
+    cap = settings.max_bucket_comparisons
     for i, later in enumerate(ordered):
-        if later[0].startswith(INDEXED) or later[3] is None:
+        if later[0][0] == INDEXED or later[3] is None:
             continue
-        for earlier in ordered[max(0, i - settings.max_bucket_comparisons) : i]:
-            if earlier[3] is None:
+        compared = 0
+        for j in range(i - 1, -1, -1):
+            if compared == cap:
+                break
+            earlier = ordered[j]
+            if earlier[3] is None or not _visible(later, earlier, lookback_days):
                 continue
+            compared += 1
             sim = compact_similarity(later[3], earlier[3])
             if sim >= settings.threshold:
                 yield later[0], earlier[0], earlier[1], "near_duplicate", round(sim, 4)
+
+
+def shard_of(key: bytes, shards: int) -> int:
+    """A stable shard for a key (the same in every process, unlike hash())."""
+    return zlib.crc32(key) % shards
+
+
+def shard_payloads(
+    members: Iterable[Member], settings: NearDupSettings, shards: int
+) -> Iterator[tuple[int, bytes]]:
+    """A batch of members as one payload per shard: each member whose keys fall in that shard
+    once, with those keys. Pickled: one opaque value per shard is cheap for the runner."""
+    by_shard: dict[int, list[tuple[Member, list[bytes]]]] = {}
+    for m in members:
+        filed, keys = member_keys(m, settings)
+        mine: dict[int, list[bytes]] = {}
+        for key in keys:
+            mine.setdefault(zlib.crc32(key) % shards, []).append(key)
+        for shard, shard_keys in mine.items():
+            by_shard.setdefault(shard, []).append((filed, shard_keys))
+    for shard, pairs in sorted(by_shard.items()):
+        yield shard, pickle.dumps(pairs, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def shard_links(payloads: Iterable[bytes], settings: NearDupSettings, lookback_days: int) -> list[Link]:
+    """Every link of one shard: its key groups gathered from all payloads, linked apart."""
+    groups: dict[bytes, list[Member]] = {}
+    for payload in payloads:
+        for m, keys in pickle.loads(payload):
+            for key in keys:
+                groups.setdefault(key, []).append(m)
+    links: set[Link] = set()
+    for kv in groups.items():
+        if len(kv[1]) > 1:
+            links.update(group_links(kv, settings, lookback_days))
+    return sorted(links)
 
 
 def resolve_links(links: Iterable[Link]) -> Drops:
@@ -139,13 +217,14 @@ def resolve_links(links: Iterable[Link]) -> Drops:
     return drops
 
 
-def decide(members: Iterable[Member], settings: NearDupSettings) -> Drops:
-    """The whole decision in memory: what DeduplicateArticles computes with a shuffle."""
-    groups: dict[bytes, list[Member]] = {}
-    for m in members:
-        for key, keyed in member_keys(m, settings):
-            groups.setdefault(key, []).append(keyed)
-    return resolve_links(link for kv in groups.items() for link in group_links(kv, settings))
+def decide(
+    members: Iterable[Member], settings: NearDupSettings, lookback_days: int = DEFAULT_LOOKBACK_DAYS
+) -> Drops:
+    """The whole decision in memory: what DeduplicateArticles computes with shuffles."""
+    payloads: dict[int, list[bytes]] = {}
+    for shard, payload in shard_payloads(members, settings, settings.shards):
+        payloads.setdefault(shard, []).append(payload)
+    return resolve_links(link for p in payloads.values() for link in shard_links(p, settings, lookback_days))
 
 
 def as_duplicate(copy: Article, of: str, reason: str, similarity: float = 1.0) -> Duplicate:

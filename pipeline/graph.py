@@ -31,7 +31,7 @@ class RunPlan:
     raw_batches: dict[str, str]  # batch id -> landed file
     tagger: Tagger
     index_files: list[str]  # the dedup index of earlier runs
-    near_dup_since: str  # YYYY-MM-DD: indexed articles published since are near-dup candidates
+    lookback_days: int  # indexed articles are compared with new ones published this close
     near_dup: NearDupSettings
     keep_topics: tuple[str, ...] = ()  # empty: keep every article
     page_urls: frozenset[str] = frozenset()  # entry links with a landed article page
@@ -53,7 +53,7 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
         entries, page_rejects = joined["entries"], [joined["rejects"]]
     cleaned = entries | "CleanArticles" >> CleanArticles()
     deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(
-        plan.index_files, plan.near_dup_since, plan.near_dup
+        plan.index_files, plan.lookback_days, plan.near_dup
     )
     tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger, plan.keep_topics)
     rejects = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -232,10 +232,6 @@ def make_plan(
 ) -> RunPlan:
     """The graph's plan for processing `batches` as run `run_id`, against the lake's dedup
     index (or `index_files`)."""
-    # Near duplicates are sought among indexed articles published within the lookback
-    # before the newest landing; exact keys are checked against the whole index.
-    newest = max(p.parent.name.split("=", 1)[1] for p in batches.values())
-    since = (date.fromisoformat(newest) - timedelta(days=config.lookback_days)).isoformat()
     index = lake.committed_files("dedup_index") if index_files is None else index_files
     return RunPlan(
         output_dir=str(config.output_dir.resolve()),
@@ -243,7 +239,7 @@ def make_plan(
         raw_batches={b: str(p.resolve()) for b, p in batches.items()},
         tagger=tagger,
         index_files=[str(p.resolve()) for p in index],
-        near_dup_since=since,
+        lookback_days=config.lookback_days,
         near_dup=config.near_dup,
         keep_topics=config.keep_topics,
         articles=config.articles,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dedup import decide, indexed_order, member
+from pipeline.dedup import day_number, decide, indexed_member, member
 from pipeline.near_dup import NearDupSettings
 from schemas.records import Article
 from tests.factories import make_article
@@ -29,11 +29,11 @@ def article(url_n: int, text_n: int, day: int, hour: int) -> Article:
     )
 
 
-def dropped(articles: list[Article], index: list = ()) -> dict[str, tuple[str, str]]:
+def dropped(articles: list[Article], index: list = (), lookback_days: int = 7) -> dict[str, tuple[str, str]]:
     """{dropped copy's raw id: (article id it duplicates, reason)}."""
     members = [member(a, SETTINGS) for a in articles]
     raw_of = {m[0]: a.raw_id for m, a in zip(members, articles, strict=True)}
-    drops = decide([*members, *index], SETTINGS)
+    drops = decide([*members, *index], SETTINGS, lookback_days)
     return {raw_of[o]: (kept, reason) for o, (kept, reason, _) in drops.items()}
 
 
@@ -82,8 +82,22 @@ def test_same_content_under_another_url() -> None:
 
 def test_an_article_in_the_lake_always_wins() -> None:
     new = article(1, 1, day=0, hour=0)
-    old = (indexed_order(T0 + timedelta(days=30), new.article_id), new.article_id, "other-hash", None)
+    day = day_number(new.partition_date)
+    old = indexed_member(T0 + timedelta(days=30), new.article_id, "other-hash", None, day)
     assert dropped([new], [old]) == {new.raw_id: (new.article_id, "revised")}
+
+
+def test_exact_keys_see_the_whole_index_whatever_the_lookback() -> None:
+    new = article(1, 1, day=3, hour=0)
+    day = day_number(new.partition_date)
+
+    def against(days_apart: int, lookback_days: int = 7) -> dict[str, tuple[str, str]]:
+        old = indexed_member(T0, new.article_id, new.content_hash, None, day + days_apart)
+        return dropped([new], [old], lookback_days)
+
+    same_url = {new.raw_id: (new.article_id, "same_url")}
+    assert against(-7) == against(7) == against(-8) == against(400) == same_url
+    assert against(-30, lookback_days=1) == same_url
 
 
 @settings(max_examples=200, deadline=None)

@@ -298,7 +298,7 @@ def test_long_failure_streak_marks_the_feed_dead_then_success_revives_it(hostile
 
 def test_many_feeds_on_one_host_never_hammer_it(hostile: HostileServer, other_origin: HostileServer) -> None:
     def slow(h: BaseHTTPRequestHandler) -> None:
-        if not hostile.stop_event.wait(0.15):
+        if not hostile.stop_event.wait(0.4):  # long enough that two requests overlap even under load
             respond(h, 200, RSS)
 
     for n in range(6):
@@ -314,9 +314,9 @@ def test_many_feeds_on_one_host_never_hammer_it(hostile: HostileServer, other_or
     assert hostile.max_in_flight == 2
     starts = sorted(h.started for h in hostile.hits)
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.08, gaps  # 0.1 s apart when sent; arrival adds a little jitter
-    # the other host is not kept waiting behind the busy one
-    assert other_origin.hits[0].started - starts[0] < 0.1
+    assert min(gaps) >= 0.05, gaps  # 0.1 s apart when sent; arrival adds jitter on a busy machine
+    # the other host is not kept waiting behind the busy one (whose last request starts after ~1 s)
+    assert other_origin.hits[0].started - starts[0] < 0.5
 
 
 # --- 6. validators that lie, end to end ----------------------------------------------------------

@@ -516,6 +516,27 @@ def test_transport_level_failures_are_typed_outcomes() -> None:
     assert_error(stalled, RETRYABLE, "timeout: WriteTimeout: write stalled")
 
 
+def test_any_httpx_transport_gets_redirects_decoding_and_validators() -> None:
+    """Unit level (httpx.MockTransport): a transport that is not ours goes through httpx
+    Request/Response objects, with the same hand-followed redirects, decoding and state."""
+    seen: list[httpx.Request] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/old":
+            return httpx.Response(301, headers={"Location": "/feed"})
+        headers = [("ETag", ETAG), ("Content-Encoding", "gzip"), ("Vary", "A"), ("Vary", "B")]
+        return httpx.Response(200, headers=headers, content=gzip.compress(RSS))
+
+    outcome = poll("http://user:pw@feeds.test/old", transport=httpx.MockTransport(transport))
+
+    assert outcome.status == "ok" and outcome.raw is not None and outcome.raw.body == RSS
+    assert (outcome.state.etag, outcome.state.redirect_target) == (ETAG, "http://feeds.test/feed")
+    assert [str(r.url) for r in seen] == ["http://feeds.test/old", "http://feeds.test/feed"]
+    assert all(r.headers["authorization"].startswith("Basic ") for r in seen)  # same origin
+    assert seen[0].headers["user-agent"].startswith("newsbeam/")
+
+
 # --- poll_feeds ---------------------------------------------------------------------------------
 
 

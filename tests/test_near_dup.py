@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
@@ -12,9 +14,28 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dedup import decide, member
-from pipeline.deduplicate import DeduplicateArticles
-from pipeline.near_dup import NearDupSettings, compact, compact_similarity, signature, similarity
+from pipeline.clean import fold_text
+from pipeline.dedup import (
+    day_number,
+    decide,
+    group_links,
+    indexed_member,
+    member,
+    member_keys,
+    resolve_links,
+    shard_links,
+    shard_payloads,
+)
+from pipeline.deduplicate import DeduplicateArticles, in_lookback, partition_day
+from pipeline.near_dup import (
+    NearDupSettings,
+    band_keys,
+    compact,
+    compact_similarity,
+    signature,
+    similarity,
+    words_of,
+)
 from schemas.records import Article
 from tests.factories import make_article
 
@@ -126,7 +147,7 @@ def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
     old = make(1, base, 0)
     entry = IndexEntry(
         old.article_id, old.content_hash, old.fetched_at, old.published_at,
-        signature(old.text, SETTINGS), DeduplicateArticles([], "", SETTINGS).scheme, old.partition_date,
+        signature(old.text, SETTINGS), DeduplicateArticles([], 7, SETTINGS).scheme, old.partition_date,
     )  # fmt: skip
     staged = stage_partition(str(tmp_path), "r" * 32, "dedup_index", old.partition_date, [entry])
     Lake(tmp_path).commit("r" * 32, [], [staged])
@@ -135,11 +156,7 @@ def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
     copy_of_old = make(2, edit(base, 0.1), 60)
     fresh, fresh_copy = make(3, other, 61), make(4, edit(other, 0.05), 62)
     with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        out = (
-            p
-            | beam.Create([fresh_copy, copy_of_old, fresh])
-            | DeduplicateArticles(index, "2024-01-01", SETTINGS)
-        )
+        out = p | beam.Create([fresh_copy, copy_of_old, fresh]) | DeduplicateArticles(index, 7, SETTINGS)
         assert_that(
             out["articles"] | beam.Map(lambda a: a.article_id), equal_to([fresh.article_id]), label="kept"
         )
@@ -162,7 +179,103 @@ def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
             out["index"] | beam.Map(lambda e: e.signature is not None), equal_to([True]), label="index"
         )
 
-    # Outside the lookback, the indexed article is no longer a near-duplicate candidate.
+    # Published more than the lookback after it, a copy is not compared with the indexed article.
+    late_copy = make(5, edit(base, 0.1), minutes=8 * 24 * 60)
     with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        out = p | beam.Create([copy_of_old]) | DeduplicateArticles(index, "2030-01-01", SETTINGS)
+        out = p | beam.Create([late_copy]) | DeduplicateArticles(index, 7, SETTINGS)
         assert_that(out["duplicates"], equal_to([]))
+
+
+def test_out_of_window_index_answers_exact_keys_but_not_bands(tmp_path) -> None:
+    from pipeline.lake import Lake, stage_partition
+    from schemas.records import IndexEntry
+
+    base = words()
+    old = make(1, base, 0)
+    scheme = DeduplicateArticles([], 7, SETTINGS).scheme
+    entry = IndexEntry(
+        old.article_id, old.content_hash, old.fetched_at, old.published_at,
+        signature(old.text, SETTINGS), scheme, old.partition_date,
+    )  # fmt: skip
+    staged = stage_partition(str(tmp_path), "r" * 32, "dedup_index", old.partition_date, [entry])
+    Lake(tmp_path).commit("r" * 32, [], [staged])
+    index = [str(p) for p in Lake(tmp_path).committed_files("dedup_index")]
+    month = 30 * 24 * 60
+    # A month later: the same URL again is still known; a near copy under another URL is new.
+    refetch = replace(make(1, base, month), raw_id="again")
+    near_copy = make(2, edit(base, 0.1), month + 1)
+    with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        out = p | beam.Create([refetch]) | DeduplicateArticles(index, 7, SETTINGS)
+        assert_that(
+            out["duplicates"] | beam.Map(lambda d: (d.article_id, d.duplicate_of, d.reason)),
+            equal_to([(old.article_id, old.article_id, "same_url")]),
+        )
+    with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        out = p | beam.Create([near_copy]) | DeduplicateArticles(index, 7, SETTINGS)
+        assert_that(out["articles"] | beam.Map(lambda a: a.article_id), equal_to([near_copy.article_id]))
+
+
+def test_index_partitions_are_chosen_by_path() -> None:
+    assert partition_day("/lake/_index/dedup/published_date=2024-06-19/part-1.parquet") == day_number(
+        "2024-06-19"
+    )
+    assert partition_day("/lake/elsewhere/part-1.parquet") is None
+    june_19 = day_number("2024-06-19")
+    assert in_lookback(june_19, [june_19 + 7], 7) and in_lookback(june_19, [june_19 - 7, june_19 + 30], 7)
+    assert not in_lookback(june_19, [june_19 + 8, june_19 - 8], 7)
+    assert not in_lookback(june_19, [], 7)  # no new article: no partition is needed
+    assert in_lookback(None, [], 7)  # a file outside any partition is always read
+
+
+def test_near_copies_of_indexed_articles_count_within_the_lookback_only() -> None:
+    base = words()
+    old = make(1, base, 0)
+    old_member = indexed_member(
+        old.fetched_at, old.article_id, old.content_hash, signature(old.text, SETTINGS), 0
+    )
+    copy = member(make(2, edit(base, 0.1), 60), SETTINGS)
+    for day, expected in ((copy[4] - 7, 1), (copy[4] + 7, 1), (copy[4] - 8, 0), (copy[4] + 8, 0)):
+        drops = decide([copy, (*old_member[:4], day)], SETTINGS, 7)
+        assert len(drops) == expected and all(r == "near_duplicate" for _, r, _ in drops.values())
+
+
+def reference_links(members: list, settings: NearDupSettings, lookback_days: int) -> set:
+    """Every key group gathered in one dict, no shards: what sharding must not change."""
+    groups: dict[bytes, list] = {}
+    for m in members:
+        filed, keys = member_keys(m, settings)
+        for key in keys:
+            groups.setdefault(key, []).append(filed)
+    return {link for kv in groups.items() for link in group_links(kv, settings, lookback_days)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(doc_strategy, st.integers(1, 9), st.integers(1, 4), st.randoms(use_true_random=False))
+def test_shards_and_batches_change_no_link(spec, shards: int, batches: int, shuffler) -> None:
+    members = [member(a, SETTINGS) for a in build(spec)]
+    shuffler.shuffle(members)
+    payloads: dict[int, list[bytes]] = {}
+    for b in range(batches):
+        for shard, payload in shard_payloads(members[b::batches], SETTINGS, shards):
+            assert 0 <= shard < shards
+            payloads.setdefault(shard, []).append(payload)
+    links = {link for ps in payloads.values() for link in shard_links(ps, SETTINGS, 7)}
+    assert links == reference_links(members, SETTINGS, 7)
+    assert resolve_links(links) == decide(members, replace(SETTINGS, shards=shards))
+
+
+def test_band_keys_are_equal_exactly_when_bands_are() -> None:
+    base = signature(" ".join(words()), SETTINGS)
+    assert base is not None
+    keys = band_keys(base, SETTINGS)
+    assert len(keys) == SETTINGS.bands == len(set(keys))
+    changed = bytearray(base)
+    changed[0] ^= 1  # a value of band 0
+    other = band_keys(bytes(changed), SETTINGS)
+    assert other[0] != keys[0] and other[1:] == keys[1:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=80))
+def test_words_are_the_runs_of_word_characters(text: str) -> None:
+    assert words_of(text) == re.findall(r"\w+", fold_text(text))

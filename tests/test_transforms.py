@@ -138,7 +138,7 @@ def test_deduplicate_within_run_and_against_the_lake(tmp_path: Path) -> None:
     inputs = [first, later_copy, mirror, again, fresh]
     random.Random(7).shuffle(inputs)
     with pipeline() as p:
-        out_pcolls = p | beam.Create(inputs) | DeduplicateArticles(index, "2024-01-01", NearDupSettings())
+        out_pcolls = p | beam.Create(inputs) | DeduplicateArticles(index, 7, NearDupSettings())
         assert_that(
             out_pcolls["articles"] | beam.Map(lambda a: a.title),
             equal_to(["Treaty", "Fresh"]),
