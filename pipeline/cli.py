@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--topics", help="comma-separated topic ids: keep only articles about one of them (`keep_topics`)"
     )
+    stream = command(
+        "stream",
+        "ingest continuously: poll feeds as they are due, commit a run per window",
+        "Poll each feed every `[stream] poll_interval` seconds and commit what was fetched "
+        "every `[stream] window_seconds`, with the same graph and commit as `run`. SIGTERM or "
+        "SIGINT commits the open window, then exits. Any other --flag is passed to Beam.",
+    )
+    stream.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
+    stream.add_argument(
+        "--window-seconds", type=float, help="window length (overrides `[stream] window_seconds`)"
+    )
+    stream.add_argument("--max-windows", type=_positive, help="stop after this many windows")
     compact = command("compact", "merge each partition's small files into few large ones, atomically")
     compact.add_argument("--max-rows-per-file", type=_positive, default=1_000_000)
     replay = command(
@@ -108,6 +122,11 @@ def _config(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "topics", None) is not None:
         topics = tuple(sorted({t.strip() for t in args.topics.split(",") if t.strip()}))
         config = config.__class__(**{**config.__dict__, "keep_topics": topics})
+    window = getattr(args, "window_seconds", None)
+    if window is not None:
+        if window <= 0:
+            raise ConfigError(f"`--window-seconds` must be positive, got {window:g}")
+        config = replace(config, stream=replace(config.stream, window_seconds=window))
     return config
 
 
@@ -131,7 +150,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command not in ("run", "replay"):
+    if beam_args and args.command not in ("run", "replay", "stream"):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     if args.command == "eval":
         return _evaluate(args)
@@ -158,6 +177,45 @@ def _run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> i
     report = run_cycle(config, beam_args, kill_at=os.environ.get(KILL_ENV) or None)
     print(format_report(report))
     return report.exit_code
+
+
+def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    import threading
+    import time
+
+    from pipeline.stream import format_window, run_stream, stream_options
+
+    stream_options(beam_args)  # refuse bad flags before anything starts
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            print(f"newsbeam stream: {signal.Signals(signum).name}: committing the open window", flush=True)
+        stop.set()
+
+    last = time.monotonic()
+
+    def show(window: Any) -> None:
+        nonlocal last
+        now = time.monotonic()
+        print(format_window(window, now - last), flush=True)
+        last = now
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = run_stream(
+            config,
+            beam_args,
+            args.max_windows,
+            stop,
+            on_window=show,
+            kill_at=os.environ.get(KILL_ENV) or None,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"newsbeam stream: stopped after {len(report.windows)} windows", flush=True)
+    return 0
 
 
 def _compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -252,6 +310,7 @@ def _status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
 
 _COMMANDS = {
     "run": _run,
+    "stream": _stream,
     "compact": _compact,
     "replay": _replay,
     "retag": _retag,

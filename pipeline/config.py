@@ -1,7 +1,7 @@
 """Run configuration: TOML in, typed `RunConfig` out, validated once.
 
 Keys: `seeds_dir`, `output_dir`, `taxonomy` (paths, relative to the config
-file), optional `[http]`, `[dedup]` and `[articles]` tables, and `[[feeds]]`
+file), optional `[http]`, `[dedup]`, `[articles]` and `[stream]` tables, and `[[feeds]]`
 tables with `name`, `url` and optionally `fetch_articles`. Unknown keys are
 errors, so a typo never silently does nothing.
 """
@@ -32,6 +32,15 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    """`newsbeam stream`: every `window_seconds` what was polled is committed as one run;
+    each feed is polled every `poll_interval` seconds (longer while it backs off)."""
+
+    window_seconds: float = 60.0
+    poll_interval: float = 300.0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seeds_dir: Path
     output_dir: Path
@@ -42,9 +51,20 @@ class RunConfig:
     lookback_days: int = 7
     keep_topics: tuple[str, ...] = ()  # empty: keep every article
     articles: ArticleSettings = ArticleSettings()
+    stream: StreamSettings = StreamSettings()
 
 
-_TOP_KEYS = {"seeds_dir", "output_dir", "taxonomy", "http", "feeds", "dedup", "keep_topics", "articles"}
+_TOP_KEYS = {
+    "seeds_dir",
+    "output_dir",
+    "taxonomy",
+    "http",
+    "feeds",
+    "dedup",
+    "keep_topics",
+    "articles",
+    "stream",
+}
 _FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days", "shards"}
 
@@ -82,6 +102,12 @@ def _http(table: Any, where: str) -> HttpSettings:
     defaults = HttpSettings()
     known = {f.name for f in fields(HttpSettings)}
     return replace(defaults, **_typed_table(table, "http", defaults, known, where))
+
+
+def _stream(table: Any, where: str) -> StreamSettings:
+    defaults = StreamSettings()
+    known = {f.name for f in fields(StreamSettings)}
+    return replace(defaults, **_typed_table(table, "stream", defaults, known, where))
 
 
 def _articles(table: Any, where: str) -> ArticleSettings:
@@ -184,6 +210,7 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
         lookback_days=lookback_days,
         keep_topics=_keep_topics(data.get("keep_topics", []), where),
         articles=_articles(data.get("articles", {}), where),
+        stream=_stream(data.get("stream", {}), where),
     )
 
 

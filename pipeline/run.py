@@ -18,9 +18,9 @@ import apache_beam as beam
 import httpx
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from connectors.http import FetchOutcome, poll_feeds
+from connectors.http import FeedSource, FetchOutcome, HttpSettings, poll_feeds
 from connectors.seeds import read_seed_dir
-from connectors.state import load_feed_states, load_seed_state, save_feed_states, save_seed_state
+from connectors.state import FeedState, load_feed_states, load_seed_state, save_feed_states, save_seed_state
 from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
@@ -53,6 +53,7 @@ class RunReport:
     seconds: float
     sources: list[SourceStatus] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
+    pages: LandedPages = field(default_factory=LandedPages)  # article pages the run processed
 
     @property
     def failed_sources(self) -> list[SourceStatus]:
@@ -104,65 +105,118 @@ def run_cycle(
     """
     started = time.monotonic()
     options = pipeline_options(beam_args or [])
-    runner = str(options.view_as(StandardOptions).runner)
+    tagger = load_tagger(config)
+    lake = Lake(config.output_dir)
+    with lake.lock():
+        feed_state_path = lake.state_path("feeds.json")
+        feed_states = load_feed_states(feed_state_path)
+        polled = poll_and_land(config, lake, list(config.feeds), feed_states, transport, clock, kill_at)
+        report = commit_pending(config, lake, tagger, options, polled, kill_at)
+        kill_point(kill_at, "committed")
+        # Only now is every landed item durable: it is safe to remember validators.
+        save_feed_states(feed_state_path, {**feed_states, **polled.feed_states})
+        save_seed_state(lake.state_path("seeds.json"), polled.seed_state)
+        remember_pages(lake, report.pages, clock, config.articles)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def load_tagger(config: RunConfig) -> Tagger:
     tagger = Tagger(load_taxonomy(config.taxonomy))
     unknown_topics = set(config.keep_topics) - {t.id for t in tagger.taxonomy.topics}
     if unknown_topics:
         raise ConfigError(f"`keep_topics`: unknown topic {sorted(unknown_topics)[0]!r} in the taxonomy")
-    lake = Lake(config.output_dir)
-    with lake.lock():
-        seed_state_path = lake.state_path("seeds.json")
-        feed_state_path = lake.state_path("feeds.json")
-        known_seeds = load_seed_state(seed_state_path)
-        seeds, statuses = _seed_statuses(read_seed_dir(config.seeds_dir), known_seeds)
-        feed_states = load_feed_states(feed_state_path)
-        outcomes = poll_feeds(list(config.feeds), feed_states, config.http, transport, clock)
-        statuses += [_feed_status(o) for o in outcomes]
-        pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)
-        kill_point(kill_at, "polled")
+    return tagger
 
-        landed = seeds + [o.raw for o in outcomes if o.raw is not None] + pages
-        landed_at = clock()
-        lake.land_raw(landed, landed_at)
-        kill_point(kill_at, "landed")
-        pending = lake.pending_raw_batches()
-        report = RunReport(str(config.output_dir), None, runner, 0.0, statuses)
-        pending_pages = LandedPages()
-        if pending:
-            pending_pages = landed_pages(pending.values())
-            run_id = stable_id("run", *sorted(pending))
-            failed = len(report.failed_sources)
-            info = {
-                "started_at": landed_at.isoformat(),
-                "outcome": "partial" if failed else "ok",
-                "sources": {"polled": len(statuses), "failed": failed},
-                # what replay selects by, even once vacuum has deleted the raw files
-                "raw_landed": {b: p.parent.name.split("=", 1)[1] for b, p in sorted(pending.items())},
-            }
-            plan = make_plan(
-                config,
-                lake,
-                tagger,
-                run_id,
-                pending,
-                info=info,
-                kill_at=kill_at,
-                page_urls=pending_pages.urls,
-            )
-            run_graph(plan, options)
-            manifest_path = lake.manifest_path(run_id)
-            if not manifest_path.exists():
-                raise RuntimeError(f"the pipeline finished without committing run {run_id}")
-            report.run_id = run_id
-            report.manifest = lake.manifests_by_id()[run_id]
-            _note_recovered(report, pending, {r.source for r in landed})
 
-        kill_point(kill_at, "committed")
-        # Only now is every landed item durable: it is safe to remember validators.
-        save_feed_states(feed_state_path, {**feed_states, **{o.source.url: o.state for o in outcomes}})
-        save_seed_state(seed_state_path, {**known_seeds, **{r.source: r.raw_id for r in seeds}})
-        remember_pages(lake, pending_pages, clock, config.articles)
-    report.seconds = time.monotonic() - started
+@dataclass
+class Polled:
+    """What polling landed, and the state to save once it is committed."""
+
+    statuses: list[SourceStatus]
+    landed_sources: set[str]
+    landed_at: datetime
+    feed_states: dict[str, FeedState]  # feed url -> state after these polls
+    seed_state: dict[str, str]  # seed path -> raw id of the version landed
+
+
+def poll_and_land(
+    config: RunConfig,
+    lake: Lake,
+    feeds: list[FeedSource],
+    feed_states: dict[str, FeedState],
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    kill_at: str | None = None,
+    read_seeds: bool = True,
+    http: HttpSettings | None = None,
+) -> Polled:
+    """Read the seeds (unless told not to), poll `feeds`, fetch the new article pages and land
+    it all as one raw batch. Call with the lake's lock held; save nothing until committed."""
+    known_seeds = load_seed_state(lake.state_path("seeds.json"))
+    seeds, statuses = _seed_statuses(read_seed_dir(config.seeds_dir), known_seeds) if read_seeds else ([], [])
+    outcomes = poll_feeds(feeds, feed_states, http or config.http, transport, clock)
+    statuses += [_feed_status(o) for o in outcomes]
+    pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)
+    kill_point(kill_at, "polled")
+
+    landed = seeds + [o.raw for o in outcomes if o.raw is not None] + pages
+    landed_at = clock()
+    lake.land_raw(landed, landed_at)
+    kill_point(kill_at, "landed")
+    return Polled(
+        statuses,
+        {r.source for r in landed},
+        landed_at,
+        {o.source.url: o.state for o in outcomes},
+        {**known_seeds, **{r.source: r.raw_id for r in seeds}},
+    )
+
+
+def commit_pending(
+    config: RunConfig,
+    lake: Lake,
+    tagger: Tagger,
+    options: PipelineOptions,
+    polled: Polled,
+    kill_at: str | None = None,
+    **info: Any,
+) -> RunReport:
+    """Run the graph over every landed batch no manifest lists yet, committed as one run
+    (its id from those batches). Call with the lake's lock held."""
+    runner = str(options.view_as(StandardOptions).runner)
+    statuses = polled.statuses
+    pending = lake.pending_raw_batches()
+    report = RunReport(str(config.output_dir), None, runner, 0.0, statuses)
+    if not pending:
+        return report
+    report.pages = landed_pages(pending.values())
+    run_id = stable_id("run", *sorted(pending))
+    failed = len(report.failed_sources)
+    plan = make_plan(
+        config,
+        lake,
+        tagger,
+        run_id,
+        pending,
+        info={
+            "started_at": polled.landed_at.isoformat(),
+            "outcome": "partial" if failed else "ok",
+            "sources": {"polled": len(statuses), "failed": failed},
+            # what replay selects by, even once vacuum has deleted the raw files
+            "raw_landed": {b: p.parent.name.split("=", 1)[1] for b, p in sorted(pending.items())},
+            **info,
+        },
+        kill_at=kill_at,
+        page_urls=report.pages.urls,
+    )
+    run_graph(plan, options)
+    manifest_path = lake.manifest_path(run_id)
+    if not manifest_path.exists():
+        raise RuntimeError(f"the pipeline finished without committing run {run_id}")
+    report.run_id = run_id
+    report.manifest = lake.manifests_by_id()[run_id]
+    _note_recovered(report, pending, polled.landed_sources)
     return report
 
 

@@ -29,7 +29,16 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "compose" / "compose-spec.json"
 
 PACKAGE_DIRS = ("pipeline", "connectors", "schemas")
 DASK_SERVICES = {"dask-scheduler", "dask-worker", "scheduled-dask"}
-NEWSBEAM_SERVICES = {"scheduler", "scheduled-dask"}
+FLINK_SERVICES = {
+    "flink-jobmanager",
+    "flink-taskmanager",
+    "beam-job-server",
+    "beam-worker-pool",
+    "scheduled-flink",
+}
+SCHEDULED_SERVICES = {"scheduler", "scheduled-dask", "scheduled-flink"}
+NEWSBEAM_SERVICES = {*SCHEDULED_SERVICES, "stream"}
+NEWSBEAM_IMAGE = "newsbeam:local"
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 DASK_ADDRESS = "tcp://dask-scheduler:8786"
 
@@ -98,6 +107,8 @@ def _mounts(service: dict) -> set[tuple[str, str]]:
 
 
 def _runs_newsbeam(service: dict) -> bool:
+    if service.get("image") != NEWSBEAM_IMAGE:
+        return False
     entrypoint = _as_list(service.get("entrypoint"))
     if not entrypoint:  # image default ENTRYPOINT is newsbeam
         return True
@@ -224,6 +235,71 @@ def test_dask_wiring(compose) -> None:
     assert "dask-scheduler" in _as_list(job["depends_on"])
 
 
+def test_flink_profile_services(compose) -> None:
+    flink = {n for n, s in compose["services"].items() if "flink" in s.get("profiles", [])}
+    assert flink == FLINK_SERVICES
+
+
+def _beam_version() -> str:
+    pins = (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    return next(line.split("==")[1] for line in pins if line.startswith("apache-beam=="))
+
+
+def test_flink_versions_match_beam(compose) -> None:
+    """The job server is built for one Beam release and one Flink minor: both must match
+    the installed Beam and the cluster's Flink, and Beam's Python SDK must support it."""
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+    services = compose["services"]
+    job_server = re.fullmatch(
+        r"apache/beam_flink(\d+\.\d+)_job_server:(.+)", services["beam-job-server"]["image"]
+    )
+    assert job_server, services["beam-job-server"]["image"]
+    flink_minor, beam_version = job_server.groups()
+    assert beam_version == _beam_version()
+    assert flink_minor in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+    for name in ("flink-jobmanager", "flink-taskmanager"):
+        image = re.fullmatch(r"apache/flink:(\d+\.\d+)\.\d+-scala_2\.12-java\d+", services[name]["image"])
+        assert image and image.group(1) == flink_minor, services[name]["image"]
+    assert any(
+        "--flink-master=flink-jobmanager:8081" in a for a in _as_list(services["beam-job-server"]["command"])
+    )
+
+
+def test_flink_wiring(compose) -> None:
+    services = compose["services"]
+    pool = services["beam-worker-pool"]
+    assert pool["image"] == NEWSBEAM_IMAGE, "the SDK workers must run newsbeam's code and pins"
+    assert _as_list(pool["entrypoint"])[-1] == "apache_beam.runners.worker.worker_pool_main"
+    assert "--service_port=50000" in _as_list(pool["command"])
+    assert pool["network_mode"] == "service:flink-taskmanager"
+    script = _shell_script(services["scheduled-flink"])
+    for flag in (
+        "--runner PortableRunner",
+        "--job_endpoint beam-job-server:8099",
+        "--artifact_endpoint beam-job-server:8098",
+        "--environment_type EXTERNAL",
+        "--environment_config localhost:50000",
+    ):
+        assert flag in script, flag
+    artifacts = {("beam-artifacts", "/tmp/beam-artifact-staging")}
+    assert artifacts <= _mounts(services["beam-job-server"]) and artifacts <= _mounts(
+        services["flink-taskmanager"]
+    )
+    properties = services["flink-taskmanager"]["environment"]["FLINK_PROPERTIES"]
+    assert "jobmanager.rpc.address: flink-jobmanager" in properties
+
+
+def test_stream_service(compose) -> None:
+    stream = compose["services"]["stream"]
+    assert stream["profiles"] == ["stream"]
+    assert "entrypoint" not in stream, "the image's newsbeam entrypoint receives SIGTERM itself"
+    assert _as_list(stream["command"]) == ["stream", "--output", "/data"]
+    # `docker compose stop` sends SIGTERM, then SIGKILL after the grace period: one commit must fit.
+    assert re.fullmatch(r"\d+m", stream["stop_grace_period"]) and int(stream["stop_grace_period"][:-1]) >= 1
+    assert stream["restart"] == "unless-stopped"
+
+
 # --- (c) lake volume ---
 
 
@@ -238,23 +314,24 @@ def test_every_newsbeam_service_mounts_the_lake(compose) -> None:
         assert ("lake", "/data") in _mounts(compose["services"][name]), name
 
 
-def test_dask_workers_share_the_lake(compose) -> None:
+@pytest.mark.parametrize("name", ["dask-worker", "beam-worker-pool"])
+def test_workers_share_the_lake(compose, name) -> None:
     # Workers write staged files themselves; without the volume they'd vanish.
-    assert ("lake", "/data") in _mounts(compose["services"]["dask-worker"])
+    assert ("lake", "/data") in _mounts(compose["services"][name])
 
 
 # --- scheduler loop ---
 
 
 def test_scheduler_interval_and_restart(compose) -> None:
-    for name in NEWSBEAM_SERVICES:
+    for name in SCHEDULED_SERVICES:
         service = compose["services"][name]
         assert service["restart"] == "unless-stopped"
         env = service["environment"]
         assert env["NEWSBEAM_INTERVAL_SECONDS"] == "${NEWSBEAM_INTERVAL_SECONDS:-900}"
 
 
-@pytest.mark.parametrize("name", sorted(NEWSBEAM_SERVICES))
+@pytest.mark.parametrize("name", sorted(SCHEDULED_SERVICES))
 def test_loop_survives_failed_cycles(compose, name, tmp_path) -> None:
     """Run the real loop script with a fake `newsbeam` exiting 1 (partial run)."""
     script = _shell_script(compose["services"][name])

@@ -48,6 +48,8 @@ class ScriptedServer:
         self.stop_event = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.waiting = 0
+        self.max_waiting = 0
         self._lock = threading.Lock()
         owner = self
 
@@ -541,9 +543,20 @@ def test_any_httpx_transport_gets_redirects_decoding_and_validators() -> None:
 
 
 def slow_feed(server: ScriptedServer, delay: float, body: bytes) -> Handler:
+    """A feed answering after `delay`. `server.max_waiting` counts requests held at once;
+    unlike `max_in_flight` it stops counting one before its response is written, so a
+    client that reads the response and sends the next request is never counted twice."""
+
     def route(h: BaseHTTPRequestHandler) -> None:
-        if server.stop_event.wait(delay):
-            return
+        with server._lock:
+            server.waiting += 1
+            server.max_waiting = max(server.max_waiting, server.waiting)
+        try:
+            if server.stop_event.wait(delay):
+                return
+        finally:
+            with server._lock:
+                server.waiting -= 1
         respond(h, 200, body)
 
     return route
@@ -561,7 +574,7 @@ def test_poll_feeds_runs_concurrently_and_keeps_source_order(server: ScriptedSer
 
     assert [o.source for o in outcomes] == sources
     assert [o.raw.body if o.raw else None for o in outcomes] == [f"<rss>{n}</rss>".encode() for n in order]
-    assert server.max_in_flight == 4
+    assert server.max_waiting == 4
     assert elapsed < 1.5  # one after another would take 2 s
 
 
@@ -573,7 +586,7 @@ def test_poll_feeds_respects_the_concurrency_limit(server: ScriptedServer) -> No
     outcomes = poll_feeds(sources, {}, replace(QUICK, concurrency=2), clock=clock)
 
     assert [o.status for o in outcomes] == ["ok"] * 4
-    assert server.max_in_flight == 2
+    assert server.max_waiting == 2
 
 
 def test_poll_feeds_uses_each_feeds_state_and_never_raises(server: ScriptedServer) -> None:
