@@ -120,6 +120,8 @@ class HostileServer:
         self.stop_event = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.waiting = 0  # for routes that count requests held before answering
+        self.max_waiting = 0
         self._lock = threading.Lock()
         owner = self
 
@@ -167,6 +169,9 @@ class HostileServer:
 
     def hits_of(self, path: str) -> list[Hit]:
         return [h for h in self.hits if h.path == path]
+
+    def headers_of(self, path: str) -> list[dict[str, str]]:
+        return [h.headers for h in self.hits_of(path)]
 
     def close(self) -> None:
         self.stop_event.set()

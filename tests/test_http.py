@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from connectors.state import FeedState
 from schemas.ids import sha256_hex
 from tests.conftest import FAST_HTTP, feed_fixture
 from tests.feedserver import FeedServer, Route
+from tests.hostile import HostileServer
 
 FIXED = datetime(2024, 6, 19, 12, 0, tzinfo=timezone.utc)
 RSS = feed_fixture("rss2.xml")
@@ -39,63 +39,9 @@ def clock() -> datetime:
 Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
-class ScriptedServer:
-    """A real HTTP/1.0 server on 127.0.0.1 whose routes are plain functions."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.stop_event = threading.Event()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.waiting = 0
-        self.max_waiting = 0
-        self._lock = threading.Lock()
-        owner = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                with owner._lock:
-                    owner.requests.append((self.path, headers))
-                    owner.in_flight += 1
-                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
-                try:
-                    route = owner.routes.get(self.path)
-                    if route is None:
-                        self.send_error(404)
-                    else:
-                        route(self)
-                except OSError:
-                    pass  # the client gave up (as the limits under test make it do)
-                finally:
-                    with owner._lock:
-                        owner.in_flight -= 1
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
-
-    def hits(self, path: str) -> list[dict[str, str]]:
-        return [headers for p, headers in self.requests if p == path]
-
-    def close(self) -> None:
-        self.stop_event.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    srv = ScriptedServer()
+def server() -> Iterator[HostileServer]:
+    srv = HostileServer()
     yield srv
     srv.close()
 
@@ -178,7 +124,7 @@ def assert_error(
 # --- success and conditional GET ---------------------------------------------------------------
 
 
-def test_ok_returns_raw_document_and_new_state(server: ScriptedServer) -> None:
+def test_ok_returns_raw_document_and_new_state(server: HostileServer) -> None:
     server.routes["/rss"] = conditional(RSS)
     url = server.url("/rss")
 
@@ -199,10 +145,10 @@ def test_ok_returns_raw_document_and_new_state(server: ScriptedServer) -> None:
     assert (state.etag, state.last_modified, state.body_sha256) == (ETAG, LAST_MODIFIED, sha256_hex(RSS))
     assert (state.last_status, state.last_http_status, state.consecutive_failures) == ("ok", 200, 0)
     assert state.last_polled_at == state.last_success_at == FIXED.isoformat()
-    assert server.hits("/rss")[0].get("if-none-match") is None  # a new feed sends no validators
+    assert server.headers_of("/rss")[0].get("if-none-match") is None  # a new feed sends no validators
 
 
-def test_raw_id_depends_on_url_and_body_only(server: ScriptedServer) -> None:
+def test_raw_id_depends_on_url_and_body_only(server: HostileServer) -> None:
     server.routes["/a"] = conditional(RSS)
     server.routes["/b"] = conditional(RSS)
 
@@ -217,13 +163,13 @@ def test_raw_id_depends_on_url_and_body_only(server: ScriptedServer) -> None:
     assert len({first.raw_id, other_url.raw_id, other_body.raw_id}) == 3
 
 
-def test_second_poll_sends_validators_and_gets_not_modified(server: ScriptedServer) -> None:
+def test_second_poll_sends_validators_and_gets_not_modified(server: HostileServer) -> None:
     server.routes["/rss"] = conditional(RSS)
     first = poll(server.url("/rss"))
 
     second = poll(server.url("/rss"), first.state)
 
-    sent = server.hits("/rss")[1]
+    sent = server.headers_of("/rss")[1]
     assert sent["if-none-match"] == ETAG
     assert sent["if-modified-since"] == LAST_MODIFIED
     assert (second.status, second.detail, second.raw) == ("not_modified", "304 Not Modified", None)
@@ -232,7 +178,7 @@ def test_second_poll_sends_validators_and_gets_not_modified(server: ScriptedServ
     assert (second.state.last_http_status, second.state.consecutive_failures) == (304, 0)
 
 
-def test_last_modified_alone_is_enough_for_not_modified(server: ScriptedServer) -> None:
+def test_last_modified_alone_is_enough_for_not_modified(server: HostileServer) -> None:
     server.routes["/rss"] = conditional(RSS)
     state = FeedState(
         last_modified=LAST_MODIFIED, body_sha256=sha256_hex(RSS), last_full_fetch_at=FIXED.isoformat()
@@ -240,12 +186,12 @@ def test_last_modified_alone_is_enough_for_not_modified(server: ScriptedServer) 
 
     outcome = poll(server.url("/rss"), state)
 
-    assert "if-none-match" not in server.hits("/rss")[0]
+    assert "if-none-match" not in server.headers_of("/rss")[0]
     assert (outcome.status, outcome.raw) == ("not_modified", None)
     assert outcome.state.last_modified == LAST_MODIFIED
 
 
-def test_server_ignoring_validators_with_same_body_is_unchanged(server: ScriptedServer) -> None:
+def test_server_ignoring_validators_with_same_body_is_unchanged(server: HostileServer) -> None:
     counter = iter(range(100))
 
     def ignores_validators(h: BaseHTTPRequestHandler) -> None:
@@ -255,7 +201,7 @@ def test_server_ignoring_validators_with_same_body_is_unchanged(server: Scripted
     first = poll(server.url("/rss"))
     second = poll(server.url("/rss"), first.state)
 
-    assert server.hits("/rss")[1]["if-none-match"] == '"0"'
+    assert server.headers_of("/rss")[1]["if-none-match"] == '"0"'
     assert (second.status, second.detail, second.raw) == ("unchanged", "same body as last poll", None)
     assert second.state.body_sha256 == first.state.body_sha256 == sha256_hex(RSS)
     assert (second.state.etag, second.state.last_http_status) == ('"1"', 200)
@@ -266,7 +212,7 @@ def test_server_ignoring_validators_with_same_body_is_unchanged(server: Scripted
     assert third.raw is not None and third.raw.body == RSS_UPDATE
 
 
-def test_non_ascii_validator_is_not_sent_back_and_does_not_crash(server: ScriptedServer) -> None:
+def test_non_ascii_validator_is_not_sent_back_and_does_not_crash(server: HostileServer) -> None:
     def utf8_validators(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         h._headers_buffer.append(b'ETag: "caf\xc3\xa9"\r\nLast-Modified: mi\xc3\xa9rcoles\r\n')  # type: ignore[attr-defined]
@@ -282,7 +228,7 @@ def test_non_ascii_validator_is_not_sent_back_and_does_not_crash(server: Scripte
     second = poll(server.url("/rss"), first.state)
 
     assert (second.status, second.raw) == ("unchanged", None)
-    sent = server.hits("/rss")[1]
+    sent = server.headers_of("/rss")[1]
     assert "if-none-match" not in sent and "if-modified-since" not in sent
 
 
@@ -300,7 +246,7 @@ def test_non_ascii_validator_is_not_sent_back_and_does_not_crash(server: Scripte
         (429, RETRYABLE),
     ],
 )
-def test_http_error_statuses_are_typed(server: ScriptedServer, status: int, kind: str) -> None:
+def test_http_error_statuses_are_typed(server: HostileServer, status: int, kind: str) -> None:
     server.routes["/feed"] = lambda h: respond(h, status, b"nope", {"Content-Type": "text/plain"})
 
     outcome = poll(server.url("/feed"))
@@ -335,7 +281,7 @@ def test_failure_streak_counts_up_keeps_validators_and_resets_on_success(feed_se
     assert recovered.state.last_status == "ok"
 
 
-def test_error_raw_id_is_stable_for_the_same_poll_time(server: ScriptedServer) -> None:
+def test_error_raw_id_is_stable_for_the_same_poll_time(server: HostileServer) -> None:
     server.routes["/feed"] = lambda h: respond(h, 500)
     first, second = poll(server.url("/feed")), poll(server.url("/feed"))
     assert first.raw is not None and second.raw is not None
@@ -357,7 +303,7 @@ def test_server_that_never_answers_times_out_quickly(feed_server: FeedServer) ->
     assert elapsed < 1.5
 
 
-def test_dripping_body_hits_the_total_deadline(server: ScriptedServer) -> None:
+def test_dripping_body_hits_the_total_deadline(server: HostileServer) -> None:
     def drip(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Length", "25")
@@ -383,7 +329,7 @@ def test_dripping_body_hits_the_total_deadline(server: ScriptedServer) -> None:
 # --- size cap -----------------------------------------------------------------------------------
 
 
-def test_declared_content_length_over_cap_is_too_large_without_reading(server: ScriptedServer) -> None:
+def test_declared_content_length_over_cap_is_too_large_without_reading(server: HostileServer) -> None:
     def huge(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Length", str(50 * 1024**3))
@@ -400,7 +346,7 @@ def test_declared_content_length_over_cap_is_too_large_without_reading(server: S
     assert time.monotonic() - started < 1.0
 
 
-def test_undeclared_body_over_cap_is_too_large(server: ScriptedServer) -> None:
+def test_undeclared_body_over_cap_is_too_large(server: HostileServer) -> None:
     def endless(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         h.end_headers()  # no Content-Length: the body runs until the connection closes
@@ -412,7 +358,7 @@ def test_undeclared_body_over_cap_is_too_large(server: ScriptedServer) -> None:
     assert_error(outcome, PERMANENT, "too_large: body exceeds 10000 bytes (decoded)")
 
 
-def test_body_exactly_at_cap_is_accepted(server: ScriptedServer) -> None:
+def test_body_exactly_at_cap_is_accepted(server: HostileServer) -> None:
     body = b"y" * 10_000
     server.routes["/exact"] = lambda h: respond(h, 200, body, content_length=False)
     outcome = poll(server.url("/exact"), settings=replace(QUICK, max_bytes=10_000))
@@ -420,7 +366,7 @@ def test_body_exactly_at_cap_is_accepted(server: ScriptedServer) -> None:
     assert outcome.raw is not None and outcome.raw.body == body
 
 
-def test_gzip_body_is_decoded_and_the_cap_applies_to_decoded_bytes(server: ScriptedServer) -> None:
+def test_gzip_body_is_decoded_and_the_cap_applies_to_decoded_bytes(server: HostileServer) -> None:
     bomb = gzip.compress(b"\0" * 2_000_000)
     assert len(bomb) < 10_000
     server.routes["/feed.gz"] = lambda h: respond(h, 200, gzip.compress(RSS), {"Content-Encoding": "gzip"})
@@ -432,14 +378,14 @@ def test_gzip_body_is_decoded_and_the_cap_applies_to_decoded_bytes(server: Scrip
 
     assert fine.status == "ok"
     assert fine.raw is not None and fine.raw.body == RSS
-    assert "gzip" in server.hits("/feed.gz")[0]["accept-encoding"]
+    assert "gzip" in server.headers_of("/feed.gz")[0]["accept-encoding"]
     assert_error(bombed, PERMANENT, "too_large: body exceeds 100000 bytes (decoded)")
 
 
 # --- redirects and URLs ------------------------------------------------------------------------
 
 
-def test_redirect_within_limit_is_followed(server: ScriptedServer) -> None:
+def test_redirect_within_limit_is_followed(server: HostileServer) -> None:
     server.routes["/old"] = redirect("/middle")
     server.routes["/middle"] = redirect(server.url("/rss"))
     server.routes["/rss"] = conditional(RSS)
@@ -451,26 +397,26 @@ def test_redirect_within_limit_is_followed(server: ScriptedServer) -> None:
     assert outcome.raw.origin == server.url("/old")  # the configured feed URL, not the final one
 
 
-def test_redirect_loop_is_a_permanent_error(server: ScriptedServer) -> None:
+def test_redirect_loop_is_a_permanent_error(server: HostileServer) -> None:
     server.routes["/loop"] = redirect("/loop")
     outcome = poll(server.url("/loop"), settings=replace(QUICK, max_redirects=5))
     assert_error(outcome, PERMANENT, f"redirects: loop back to {server.url('/loop')}")
-    assert len(server.hits("/loop")) == 1  # a loop is seen, not run until the limit
+    assert len(server.headers_of("/loop")) == 1  # a loop is seen, not run until the limit
 
 
-def test_too_many_redirects_is_a_permanent_error(server: ScriptedServer) -> None:
+def test_too_many_redirects_is_a_permanent_error(server: HostileServer) -> None:
     for n in range(4):
         server.routes[f"/r{n}"] = redirect(f"/r{n + 1}")
     server.routes["/r4"] = conditional(RSS)
     outcome = poll(server.url("/r0"), settings=replace(QUICK, max_redirects=3))
     assert_error(outcome, PERMANENT, "redirects: more than 3")
-    assert server.hits("/r4") == []
+    assert server.headers_of("/r4") == []
 
 
 @pytest.mark.parametrize(
     "location", ["file:///etc/passwd", "ftp://127.0.0.1/feed.xml", "gopher://127.0.0.1/", "http://xn--/"]
 )
-def test_redirect_to_a_non_http_url_is_an_error_not_a_crash(server: ScriptedServer, location: str) -> None:
+def test_redirect_to_a_non_http_url_is_an_error_not_a_crash(server: HostileServer, location: str) -> None:
     server.routes["/feed"] = redirect(location)
     outcome = poll(server.url("/feed"))
     assert_error(outcome, PERMANENT, "bad_url: ")
@@ -542,7 +488,7 @@ def test_any_httpx_transport_gets_redirects_decoding_and_validators() -> None:
 # --- poll_feeds ---------------------------------------------------------------------------------
 
 
-def slow_feed(server: ScriptedServer, delay: float, body: bytes) -> Handler:
+def slow_feed(server: HostileServer, delay: float, body: bytes) -> Handler:
     """A feed answering after `delay`. `server.max_waiting` counts requests held at once;
     unlike `max_in_flight` it stops counting one before its response is written, so a
     client that reads the response and sends the next request is never counted twice."""
@@ -562,7 +508,7 @@ def slow_feed(server: ScriptedServer, delay: float, body: bytes) -> Handler:
     return route
 
 
-def test_poll_feeds_runs_concurrently_and_keeps_source_order(server: ScriptedServer) -> None:
+def test_poll_feeds_runs_concurrently_and_keeps_source_order(server: HostileServer) -> None:
     for n in range(4):
         server.routes[f"/f{n}"] = slow_feed(server, 0.5, f"<rss>{n}</rss>".encode())
     order = [2, 0, 3, 1]
@@ -578,7 +524,7 @@ def test_poll_feeds_runs_concurrently_and_keeps_source_order(server: ScriptedSer
     assert elapsed < 1.5  # one after another would take 2 s
 
 
-def test_poll_feeds_respects_the_concurrency_limit(server: ScriptedServer) -> None:
+def test_poll_feeds_respects_the_concurrency_limit(server: HostileServer) -> None:
     for n in range(4):
         server.routes[f"/f{n}"] = slow_feed(server, 0.15, b"<rss/>")
     sources = [FeedSource(f"feed{n}", server.url(f"/f{n}")) for n in range(4)]
@@ -589,7 +535,7 @@ def test_poll_feeds_respects_the_concurrency_limit(server: ScriptedServer) -> No
     assert server.max_waiting == 2
 
 
-def test_poll_feeds_uses_each_feeds_state_and_never_raises(server: ScriptedServer) -> None:
+def test_poll_feeds_uses_each_feeds_state_and_never_raises(server: HostileServer) -> None:
     server.routes["/known"] = conditional(RSS)
     server.routes["/new"] = conditional(RSS_UPDATE, etag='"v2"')
     known = server.url("/known")
@@ -616,8 +562,8 @@ def test_poll_feeds_uses_each_feeds_state_and_never_raises(server: ScriptedServe
         ("missing", "error"),
         ("broken", "error"),
     ]
-    assert server.hits("/known")[0]["if-none-match"] == ETAG
-    assert "if-none-match" not in server.hits("/new")[0]
+    assert server.headers_of("/known")[0]["if-none-match"] == ETAG
+    assert "if-none-match" not in server.headers_of("/new")[0]
     assert outcomes[0].state.consecutive_failures == 0
     assert outcomes[2].detail == "HTTP 404" and outcomes[3].detail.startswith("bad_url: ")
 
