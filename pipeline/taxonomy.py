@@ -106,14 +106,22 @@ _ENTITY_KEYS = {"id", "type", "country", "label", "aliases", "weak_aliases", "ex
 _TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight"}
 
 
-def _entity(table: Any, n: int, source: str) -> EntityDef:
+def _identified(table: Any, section: str, kind: str, n: int, source: str, known: set[str]) -> tuple[str, str]:
+    """The `id` of the n-th table of `section` and the name errors give it ("entity 'x'");
+    other keys must be `known`."""
+    at = f"{source}: {section}[{n}]"
     if not isinstance(table, dict):
-        raise TaxonomyError(f"{source}: entities[{n}] must be a table")
-    eid = _need(table, "id", f"{source}: entities[{n}]", str)
-    where = f"{source}: entity {eid!r}"
-    unknown = set(table) - _ENTITY_KEYS
+        raise TaxonomyError(f"{at} must be a table")
+    ident = _need(table, "id", at, str)
+    where = f"{source}: {kind} {ident!r}"
+    unknown = set(table) - known
     if unknown:
         raise TaxonomyError(f"{where}: unknown key `{sorted(unknown)[0]}`")
+    return ident, where
+
+
+def _entity(table: Any, n: int, source: str) -> EntityDef:
+    eid, where = _identified(table, "entities", "entity", n, source, _ENTITY_KEYS)
     etype = _need(table, "type", where, str)
     if etype not in ENTITY_TYPES:
         raise TaxonomyError(f"{where}: type must be one of {sorted(ENTITY_TYPES)}")
@@ -130,13 +138,7 @@ def _entity(table: Any, n: int, source: str) -> EntityDef:
 
 
 def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
-    if not isinstance(table, dict):
-        raise TaxonomyError(f"{source}: topics[{n}] must be a table")
-    tid = _need(table, "id", f"{source}: topics[{n}]", str)
-    where = f"{source}: topic {tid!r}"
-    unknown = set(table) - _TOPIC_KEYS
-    if unknown:
-        raise TaxonomyError(f"{where}: unknown key `{sorted(unknown)[0]}`")
+    tid, where = _identified(table, "topics", "topic", n, source, _TOPIC_KEYS)
     groups = _need(table, "all_of", where, list)
     for group in groups:
         if not isinstance(group, list) or not group:
