@@ -196,13 +196,19 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
-def _checked_url(text: str) -> httpx.URL:
+def _checked_url(text: str, redirected_from: httpx.URL | None = None) -> httpx.URL:
+    """`text` as an absolute http(s) URL: a feed's URL, or a redirect's Location resolved
+    against the URL that answered with it."""
+    shown = repr(text[:200])
     try:
-        url = httpx.URL(text)
+        url = httpx.URL(text) if redirected_from is None else redirected_from.join(text)
     except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
-        raise _Failure(PERMANENT, f"bad_url: {_describe(exc)}") from exc
+        where = "" if redirected_from is None else f"redirect to {shown}: "
+        raise _Failure(PERMANENT, f"bad_url: {where}{_describe(exc)}") from exc
     if url.scheme not in ("http", "https") or not url.host:
-        raise _Failure(PERMANENT, f"bad_url: not an absolute http(s) URL: {text[:200]!r}")
+        if redirected_from is None:
+            raise _Failure(PERMANENT, f"bad_url: not an absolute http(s) URL: {shown}")
+        raise _Failure(PERMANENT, f"bad_url: redirect to a non-http(s) URL {shown}")
     return url
 
 
@@ -249,12 +255,7 @@ async def _get(
         location = reply.headers.get("location")
         if not location:
             raise _Failure(PERMANENT, f"redirects: HTTP {reply.status} without Location")
-        try:
-            url = target.join(location)
-        except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
-            raise _Failure(PERMANENT, f"bad_url: redirect to {location[:200]!r}: {_describe(exc)}") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise _Failure(PERMANENT, f"bad_url: redirect to a non-http(s) URL {location[:200]!r}")
+        url = _checked_url(location, redirected_from=target)
         target = _without_userinfo(url)
         target_text = str(target)
         if target_text in seen:
