@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, NamedTuple
@@ -142,13 +143,79 @@ class Hit(NamedTuple):
     entity: bool = True  # False for cues and exclusion cues
 
 
-def _build_automaton(patterns: dict[str, list[_Pattern]]) -> tuple[Any, list[tuple[_Pattern, ...]]]:
-    folded = list(patterns)
-    return ahocorasick_rs.AhoCorasick(folded), [tuple(patterns[f]) for f in folded]
+# Internally a hit is a plain tuple, which sorts in C in the order overlaps are
+# resolved in (leftmost, then longest, then by key):
+#   (start, -length, key, end, weak, mask)
+# `mask` has a bit for each selector of a topic rule the hit answers for (_Rules).
+# Entity hits (aliases and ignore phrases) and cue hits are kept apart: only the
+# former take part in overlaps, counts and weak aliases, and there are fewer of them.
+_START, _KEY, _END, _WEAK, _MASK = 0, 2, 3, 4, 5
+_CUE_SEPARATOR = "|"
+
+
+class _Key(NamedTuple):
+    """What one automaton key stands for: the entity hits it makes without a check
+    (key, weak, mask), its exact aliases (checked against the source), and the one
+    cue hit (key, mask) that answers for the cues of every topic sharing the key."""
+
+    bounded: bool
+    stem: bool
+    entities: tuple[tuple[str, bool, int], ...]
+    exact: tuple[_Pattern, ...]
+    cue: tuple[str, int] | None
 
 
 def _is_entity_key(key: str) -> bool:
     return not key.startswith(("cue:", "exclude:"))
+
+
+class _Rule(NamedTuple):
+    rule: TopicRule
+    required: tuple[int, ...]  # masks a passage must all meet: each group's, the cue's
+    exclude: int  # a passage with any of these bits does not count
+    groups: tuple[tuple[int, ...], ...]  # each group's selector bits, in the group's order
+    cue: int
+
+
+class _Rules:
+    """Topic rules compiled to bit masks: every selector a rule reads (an entity id,
+    `country:XX`, `cue:<topic>`, `exclude:<topic>`) gets a bit, each hit carries the
+    bits of what it answers for, and a passage satisfies a rule when the OR of its
+    hits' masks meets every group, has the cue and not the exclusion."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        selectors: dict[str, int] = {}
+
+        def bit(selector: str) -> int:
+            return 1 << selectors.setdefault(selector, len(selectors))
+
+        self.rules: list[_Rule] = []
+        for rule in taxonomy.topics:
+            groups = tuple(tuple(bit(s) for s in group) for group in rule.all_of)
+            cue = bit(f"cue:{rule.id}") if rule.cues else 0
+            required = tuple(_or(g) for g in groups) + ((cue,) if cue else ())
+            exclude = bit(f"exclude:{rule.id}") if rule.exclude else 0
+            self.rules.append(_Rule(rule, required, exclude, groups, cue))
+        self.selectors = selectors
+
+    def mask(self, keys: Iterable[str]) -> int:
+        """The bits a hit answering for `keys` sets (keys no rule reads set none)."""
+        return _or(1 << self.selectors[k] for k in keys if k in self.selectors)
+
+
+def _or(masks: Iterable[int]) -> int:
+    out = 0
+    for m in masks:
+        out |= m
+    return out
+
+
+def _meets(mask: int, required: tuple[int, ...]) -> bool:
+    # A loop: all() over a generator costs more than the test itself here.
+    for m in required:  # noqa: SIM110
+        if not mask & m:
+            return False
+    return True
 
 
 class Tagger:
@@ -169,11 +236,13 @@ class Tagger:
         for phrase in taxonomy.ignore:
             self._add(patterns, phrase, "ignore")
         self._patterns = dict(patterns)
+        self._rules = _Rules(taxonomy)
         self._selectors = {  # what a hit on an entity answers for in a topic rule
             e.id: (e.id, f"country:{e.country}") if e.country else (e.id,) for e in taxonomy.entities
         }
         self._automaton: Any = None
-        self._items: list[tuple[_Pattern, ...]] = []
+        self._keys: list[_Key] = []
+        self._cue_keys: dict[str, tuple[str, ...]] = {}  # a cue hit's key -> the cue keys
 
     @staticmethod
     def _add(
@@ -203,6 +272,29 @@ class Tagger:
         if pattern not in patterns[padded]:
             patterns[padded].append(pattern)
 
+    def _build(self) -> None:
+        """The automaton and what each of its keys stands for (once per worker)."""
+        keys = []
+        for patterns in self._patterns.values():
+            entities = tuple(
+                (p.key, p.kind == "weak", self._mask(p.key))
+                for p in patterns
+                if p.entity and p.kind != "exact"
+            )
+            exact = tuple(p for p in patterns if p.kind == "exact")
+            cues = sorted(p.key for p in patterns if not p.entity)
+            cue = None
+            if cues:
+                merged = _CUE_SEPARATOR.join(cues)
+                self._cue_keys[merged] = tuple(cues)
+                cue = (merged, self._rules.mask(cues))
+            keys.append(_Key(patterns[0].bounded, patterns[0].stem, entities, exact, cue))
+        self._keys = keys
+        self._automaton = ahocorasick_rs.AhoCorasick(list(self._patterns))
+
+    def _mask(self, key: str) -> int:
+        return self._rules.mask(self._selectors.get(key, (key,)))
+
     def __getstate__(self) -> dict[str, Any]:
         # The automaton is rebuilt lazily on each worker rather than pickled.
         return {"taxonomy": self.taxonomy}
@@ -213,102 +305,183 @@ class Tagger:
     def find(self, text: str, language: str | None = None) -> list[Hit]:
         """Every alias, cue and exclusion cue in `text`, after overlaps, ignore
         phrases and weak aliases are resolved. Spans index into `text`."""
+        entities, cues = self._scan(text, language)
+        hits = [Hit(h[_KEY], h[_START], h[_END], h[_WEAK]) for h in entities]
+        for h in cues:
+            hits.extend(Hit(key, h[_START], h[_END], False, False) for key in self._cue_keys[h[_KEY]])
+        hits.sort(key=lambda h: (h.start, h.start - h.end, h.key))
+        return hits
+
+    def _scan(self, text: str, language: str | None) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Entity hits (overlaps, ignore phrases and weak aliases resolved) and cue
+        hits, each sorted."""
         if self._automaton is None:
-            self._automaton, self._items = _build_automaton(self._patterns)
+            self._build()
         folded, offsets = fold_with_offsets(text)
         padded = f" {folded} "
-        hits: list[Hit] = []
-        items_of = self._items
+        length = len(folded)
+        entities: list[tuple[Any, ...]] = []
+        cues: list[tuple[Any, ...]] = []
+        keys = self._keys
         for index, match_start, match_end in self._automaton.find_matches_as_indexes(
             padded, overlapping=True
         ):
-            for p in items_of[index]:
-                # Back to `folded` coordinates: drop the padding and the leading space.
-                if p.bounded:
-                    start = match_start
-                    stop = padded.find(" ", match_end) - 1 if p.stem else match_end - 2
-                else:
-                    start, stop = match_start - 1, match_end - 1
-                    if p.stem:
-                        while stop < len(folded) and folded[stop].isalnum():
-                            stop += 1
-                if offsets is None:
-                    hit = Hit(p.key, start, stop, p.kind == "weak", p.entity)
-                else:
-                    hit = Hit(p.key, offsets[start], offsets[stop - 1] + 1, p.kind == "weak", p.entity)
-                if p.kind == "exact" and not _exact_ok(p, text, hit, language):
-                    continue
-                hits.append(hit)
-        kept = [h for h in _drop_overlaps(hits) if h.key != "ignore"]
-        return _resolve_weak(kept)
+            bounded, stem, plain, exact, cue = keys[index]
+            # Back to `folded` coordinates: drop the padding and the leading space.
+            if bounded:
+                start = match_start
+                stop = padded.find(" ", match_end) - 1 if stem else match_end - 2
+            else:
+                start, stop = match_start - 1, match_end - 1
+                if stem:
+                    while stop < length and folded[stop].isalnum():
+                        stop += 1
+            if offsets is not None:
+                start, stop = offsets[start], offsets[stop - 1] + 1
+            if cue is not None:
+                cues.append((start, start - stop, cue[0], stop, False, cue[1]))
+            for key, weak, mask in plain:
+                entities.append((start, start - stop, key, stop, weak, mask))
+            for p in exact:
+                if _exact_ok(p, text, start, stop, language):
+                    entities.append((start, start - stop, p.key, stop, False, self._mask(p.key)))
+        entities.sort()
+        cues.sort()
+        return _resolve_weak(_drop_overlaps(entities)), cues
 
     def tag(
         self, title: str, text: str, language: str | None = None
     ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
         document = f"{title}\n{text}"
-        hits = self.find(document, language)
+        hits, cues = self._scan(document, language)
         text_start = len(title) + 1
-        counts: dict[str, int] = defaultdict(int)
+        counts: dict[str, int] = {}
         first: dict[str, int | None] = {}
+        whole = 0
         for h in hits:
-            if not h.entity:
-                continue
-            counts[h.key] += 1
-            if first.get(h.key) is None:
-                first[h.key] = h.start - text_start if h.start >= text_start else None
+            whole |= h[_MASK]
+            key = h[_KEY]
+            if key in counts:
+                counts[key] += 1
+                if first[key] is None and h[_START] >= text_start:
+                    first[key] = h[_START] - text_start
+            else:
+                counts[key] = 1
+                first[key] = h[_START] - text_start if h[_START] >= text_start else None
         entities = tuple(
             EntityMention(eid, self.entities[eid].type, counts[eid], first[eid])
             for eid in sorted(counts, key=lambda e: (_position(first[e]), e))
         )
         countries = tuple(sorted({c for eid in counts if (c := self.entities[eid].country)}))
+        for h in cues:
+            whole |= h[_MASK]
         # Most rules cannot fire anywhere in a given article: check the whole
         # document first, and split it into passages only for rules that can.
-        whole = self._index(hits)
-        rules = self.taxonomy.topics
-        candidates = [rule for rule in rules if _satisfied(rule, whole, vetoes=False) is not None]
-        passages: dict[str, list[dict[str, Hit]]] = {}
         topics: list[TopicMatch] = []
+        passages: dict[str, _Passages] = {}
         lead_end = _lead_end(title, text)
-        for rule in candidates:
-            if rule.scope not in passages:
-                passages[rule.scope] = (
-                    [whole]
-                    if rule.scope == "document"
-                    else [self._index(p) for p in _passages(rule.scope, document, hits)]
-                )
-            match = self._topic(rule, document, passages[rule.scope], lead_end)
+        for compiled in self._rules.rules:
+            if not _meets(whole, compiled.required):
+                continue
+            scope = compiled.rule.scope
+            if scope not in passages:
+                passages[scope] = _Passages(scope, document, hits, cues, lead_end)
+            match = _topic(compiled, document, passages[scope], lead_end)
             if match is not None:
                 topics.append(match)
         return entities, tuple(topics), countries
 
-    def _index(self, hits: list[Hit]) -> dict[str, Hit]:
-        """First hit per entity id, per `country:XX` and per cue key in one passage."""
-        index: dict[str, Hit] = {}
-        selectors = self._selectors
-        for h in hits:
-            for key in selectors.get(h.key, (h.key,)):
-                if key not in index:
-                    index[key] = h
-        return index
 
-    def _topic(
-        self, rule: TopicRule, document: str, passages: list[dict[str, Hit]], lead_end: int
-    ) -> TopicMatch | None:
-        """The rule's match when its supporting passages weigh enough: a passage in
-        the title or lead paragraph weighs 2, any other 1. A topic named in one
-        passage deep in the story is a passing mention, not what it is about."""
-        cue_key = f"cue:{rule.id}" if rule.cues else None
-        supporting = [
-            evidence
-            for index in passages
-            if (cue_key is None or cue_key in index) and (evidence := _satisfied(rule, index)) is not None
-        ]
-        weight = sum(2 if min(h.start for h in ev) < lead_end else 1 for ev in supporting)
-        if not supporting or weight < rule.min_weight:
-            return None
-        score = round(min(1.0, weight / (2 * rule.min_weight + 2)), 3)
-        evidence = tuple(dict.fromkeys(document[h.start : h.end] for h in supporting[0]))
-        return TopicMatch(rule.id, score, evidence)
+class _Passages:
+    """A document's passages (sentences, paragraphs, or the whole document) that
+    hold hits some rule reads: the OR of those hits' masks, and whether the passage
+    is in the lead, by passage number."""
+
+    def __init__(
+        self,
+        scope: str,
+        document: str,
+        entities: list[tuple[Any, ...]],
+        cues: list[tuple[Any, ...]],
+        lead_end: int,
+    ) -> None:
+        if scope == "document":
+            ends: list[int] = []
+        elif scope == "paragraph":
+            ends = _line_ends(document)
+        else:
+            ends = _sentence_ends(document)
+        self.ends = ends
+        self.hits = (entities, cues)
+        masks: dict[int, int] = {}
+        after = len(document) + 1
+        for hits in self.hits:
+            number, bound = -1, -1
+            for h in hits:
+                if h[_START] >= bound:  # in a later passage than the one before `bound`
+                    number = bisect_right(ends, h[_START])
+                    bound = ends[number] if number < len(ends) else after
+                    masks[number] = masks.get(number, 0) | h[_MASK]
+                else:
+                    masks[number] |= h[_MASK]
+        self.numbers = sorted(masks)
+        self.masks = masks
+        # Passages never straddle the lead's end (a line end): those numbered
+        # below `leads` start before it and are in the lead.
+        self.leads = bisect_left(ends, lead_end) + 1
+
+    def hits_of(self, number: int) -> list[tuple[Any, ...]]:
+        """The passage's entity and cue hits, entities first."""
+        ends = self.ends
+        low = ends[number - 1] if number > 0 else 0
+        out = []
+        for hits in self.hits:
+            i = bisect_left(hits, (low,))  # hits sort by start first
+            while i < len(hits) and (number >= len(ends) or hits[i][_START] < ends[number]):
+                out.append(hits[i])
+                i += 1
+        return out
+
+
+def _topic(compiled: _Rule, document: str, passages: _Passages, lead_end: int) -> TopicMatch | None:
+    """The rule's match when its supporting passages weigh enough: a passage in
+    the title or lead paragraph weighs 2, any other 1. A topic named in one
+    passage deep in the story is a passing mention, not what it is about."""
+    rule, required, exclude = compiled.rule, compiled.required, compiled.exclude
+    weight = 0
+    first = -1
+    masks, leads = passages.masks, passages.leads
+    for number in passages.numbers:
+        mask = masks[number]
+        if mask & exclude:
+            continue
+        for m in required:
+            if not mask & m:
+                break
+        else:
+            weight += 2 if number < leads else 1
+            if first < 0:
+                first = number
+    if first < 0:
+        return None
+    evidence = _evidence(compiled, masks[first], passages.hits_of(first))
+    if rule.scope == "document":  # one passage: it weighs as its earliest evidence
+        weight = 2 if min(h[_START] for h in evidence) < lead_end else 1
+    if weight < rule.min_weight:
+        return None
+    score = round(min(1.0, weight / (2 * rule.min_weight + 2)), 3)
+    spans = tuple(dict.fromkeys(document[h[_START] : h[_END]] for h in evidence))
+    return TopicMatch(rule.id, score, spans)
+
+
+def _evidence(compiled: _Rule, mask: int, hits: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The hits that make a rule fire in a passage (its `mask` and `hits`) known to
+    satisfy it: for each group, the first hit of the group's first selector the
+    passage has, then the first cue."""
+    wanted = [next(b for b in bits if mask & b) for bits in compiled.groups]
+    if compiled.cue:
+        wanted.append(compiled.cue)
+    return [next(h for h in hits if h[_MASK] & b) for b in wanted]
 
 
 def _lead_end(title: str, text: str) -> int:
@@ -321,38 +494,20 @@ def _lead_end(title: str, text: str) -> int:
     return end
 
 
-def _satisfied(rule: TopicRule, index: dict[str, Hit], vetoes: bool = True) -> list[Hit] | None:
-    """The hits that make `rule` fire in one passage's index, or None."""
-    if vetoes and f"exclude:{rule.id}" in index:
-        return None
-    evidence: list[Hit] = []
-    for group in rule.all_of:
-        hit = next((index[s] for s in group if s in index), None)
-        if hit is None:
-            return None
-        evidence.append(hit)
-    if rule.cues:
-        cue = index.get(f"cue:{rule.id}")
-        if cue is None:
-            return None
-        evidence.append(cue)
-    return evidence
-
-
 _WORD_BEFORE = re.compile(r"(\w+) $")
 
 
-def _exact_ok(p: _Pattern, text: str, hit: Hit, language: str | None) -> bool:
+def _exact_ok(p: _Pattern, text: str, start: int, end: int, language: str | None) -> bool:
     if language != p.language:
         return False
-    span = text[hit.start : hit.end]
+    span = text[start:end]
     if not (span.startswith(p.exact) if p.stem else span == p.exact):
         return False
     if p.exact.istitle() and not p.exact.isupper():
         # After a capitalised word inside a sentence, a capitalised form ends a longer
         # name: Vietnamese "Nguyễn Thị Nga", "Thúy Nga" are people, not Russia.
         # ("Tổng thống Nga Vladimir Putin" shows why the word after cannot count.)
-        before = text[max(0, hit.start - 40) : hit.start]
+        before = text[max(0, start - 40) : start]
         word = _WORD_BEFORE.search(before)
         if word and word.group(1)[0].isupper():
             preceding = before[: word.start()].rstrip()
@@ -365,57 +520,67 @@ def _position(value: int | None) -> int:
     return -1 if value is None else value
 
 
-_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)|\n")
+_TERMINATORS = ".!?。！？"
 
 
-def _passages(scope: str, document: str, hits: list[Hit]) -> list[list[Hit]]:
-    """The hits of each passage of `document` (hits are in document order)."""
-    if scope == "document":
-        return [hits]
-    ends = [m.end() for m in re.finditer(r"\n", document)] if scope == "paragraph" else []
-    if scope == "sentence":
-        ends = [m.end() for m in _SENTENCE_END.finditer(document)]
-    grouped: dict[int, list[Hit]] = defaultdict(list)
-    for h in hits:
-        grouped[bisect_right(ends, h.start)].append(h)
-    return list(grouped.values())
+def _sentence_ends(document: str) -> list[int]:
+    """Where each sentence ends: after a line's newline, or after a terminator
+    followed by white space or the end (str.find per terminator beats a regex 5×)."""
+    ends = _line_ends(document)
+    last = len(document) - 1
+    for terminator in _TERMINATORS:
+        at = document.find(terminator)
+        while at >= 0:
+            if at == last or document[at + 1].isspace():
+                ends.append(at + 1)
+            at = document.find(terminator, at + 1)
+    ends.sort()
+    return ends
 
 
-def _drop_overlaps(hits: list[Hit]) -> list[Hit]:
+def _line_ends(document: str) -> list[int]:
+    """Where each line of `document` ends (after its newline)."""
+    ends = []
+    at = document.find("\n")
+    while at >= 0:
+        ends.append(at + 1)
+        at = document.find("\n", at + 1)
+    return ends
+
+
+def _drop_overlaps(hits: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Longest match wins where aliases (and ignore phrases) overlap ("Corée du Nord"
-    over "Corée", "FC Seoul" over "Seoul"); cues are kept as they are."""
-    hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.key))
-    kept: list[Hit] = []
+    over "Corée", "FC Seoul" over "Seoul"). `hits` are sorted; ignore phrases are
+    dropped once they have shadowed what they cover."""
+    kept = []
     taken_until = -1
     last_span = (-1, -1)
     for h in hits:
-        if not h.entity:
-            kept.append(h)
-            continue
-        if h.start >= taken_until:
-            kept.append(h)
-            taken_until = h.end
-            last_span = (h.start, h.end)
-        elif (h.start, h.end) == last_span:
+        if h[_START] >= taken_until:
+            taken_until = h[_END]
+            last_span = (h[_START], h[_END])
+            if h[_KEY] != "ignore":
+                kept.append(h)
+        elif (h[_START], h[_END]) == last_span and h[_KEY] != "ignore":
             kept.append(h)  # the same span may name two entities; keep both
     return kept
 
 
-def _resolve_weak(hits: list[Hit]) -> list[Hit]:
+def _resolve_weak(hits: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """A weak alias counts for an entity the article also names in full, and only
     when exactly one of the entities sharing that span is so named."""
-    strong = [h for h in hits if h.entity and not h.weak]
-    if len(strong) == len(hits):
+    weak = [h for h in hits if h[_WEAK]]
+    if not weak:
         return hits
-    named = {h.key for h in strong}
-    strong_spans = {(h.start, h.end) for h in strong}
-    by_span: dict[tuple[int, int], list[Hit]] = defaultdict(list)
-    for h in hits:
-        if h.weak:
-            by_span[(h.start, h.end)].append(h)
+    strong = [h for h in hits if not h[_WEAK]]
+    named = {h[_KEY] for h in strong}
+    strong_spans = {(h[_START], h[_END]) for h in strong}
+    by_span: dict[tuple[int, int], list[tuple[Any, ...]]] = defaultdict(list)
+    for h in weak:
+        by_span[(h[_START], h[_END])].append(h)
     resolved = {
         span: candidates[0]
         for span, group in by_span.items()
-        if span not in strong_spans and len(candidates := [h for h in group if h.key in named]) == 1
+        if span not in strong_spans and len(candidates := [h for h in group if h[_KEY] in named]) == 1
     }
-    return [h for h in hits if not h.weak or resolved.get((h.start, h.end)) is h]
+    return [h for h in hits if not h[_WEAK] or resolved.get((h[_START], h[_END])) is h]
