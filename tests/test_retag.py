@@ -7,8 +7,10 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.lake import Lake
-from pipeline.tagging import DEFAULT_TAXONOMY
+from pipeline.tagging import DEFAULT_TAXONOMY, load_taxonomy
 from tests.lakeread import snapshot_arrow, snapshot_duck_rows
+
+DEFAULT_VERSION = load_taxonomy().version
 
 STORY = (
     "Sergei Shoigu arrived in Pyongyang for talks with Kim Jong Un on military cooperation "
@@ -26,7 +28,9 @@ def _lake_with_two_days(tmp_path: Path) -> Path:
     records[0]["published"], records[1]["published"] = "2024-06-01T08:00:00Z", "2024-06-05T08:00:00Z"
     (seeds / "wire.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     new_taxonomy = (
-        DEFAULT_TAXONOMY.read_text(encoding="utf-8").replace('version = "2026.11.1"', 'version = "test.2"', 1)
+        DEFAULT_TAXONOMY.read_text(encoding="utf-8").replace(
+            f'version = "{DEFAULT_VERSION}"', 'version = "test.2"', 1
+        )
         + '\n[[topics]]\nid = "shoigu-trips"\nall_of = [["sergei-shoigu"]]\nmin_weight = 1\n'
     )
     assert 'version = "test.2"' in new_taxonomy
@@ -49,7 +53,7 @@ def test_retag_swaps_only_partitions_in_range_and_keeps_everything_else(tmp_path
     config = _lake_with_two_days(tmp_path)
     out = tmp_path / "data"
     before = _rows(out)
-    assert {r["taxonomy_version"] for r in before.values()} == {"2026.11.1"}
+    assert {r["taxonomy_version"] for r in before.values()} == {DEFAULT_VERSION}
 
     args = ["retag", "--config", str(config), "--since", "2024-06-01", "--until", "2024-06-02"]
     assert cli.main(args) == 0
@@ -58,7 +62,7 @@ def test_retag_swaps_only_partitions_in_range_and_keeps_everything_else(tmp_path
     first, second = after["https://n.example/1"], after["https://n.example/2"]
     assert first["taxonomy_version"] == "test.2"
     assert "shoigu-trips" in {t["id"] for t in first["topics"]}
-    assert second["taxonomy_version"] == "2026.11.1"  # outside the range: untouched
+    assert second["taxonomy_version"] == DEFAULT_VERSION  # outside the range: untouched
     assert "shoigu-trips" not in {t["id"] for t in second["topics"]}
     for url in before:  # identity, text and run are what they were
         for column in ("article_id", "text", "run_id", "published_date", "content_hash"):
@@ -73,7 +77,7 @@ def test_retag_swaps_only_partitions_in_range_and_keeps_everything_else(tmp_path
             strict=True,
         )
     }
-    assert versions == {("2024-06-01", "test.2"), ("2024-06-05", "2026.11.1")}
+    assert versions == {("2024-06-01", "test.2"), ("2024-06-05", DEFAULT_VERSION)}
     assert [m["kind"] for m in Lake(out).manifests()][-1] == "retag"
 
     manifests = len(Lake(out).manifests())
