@@ -433,13 +433,11 @@ class _Passages:
     def hits_of(self, number: int) -> list[tuple[Any, ...]]:
         """The passage's entity and cue hits, entities first."""
         ends = self.ends
-        low = ends[number - 1] if number > 0 else 0
-        out = []
-        for hits in self.hits:
-            i = bisect_left(hits, (low,))  # hits sort by start first
-            while i < len(hits) and (number >= len(ends) or hits[i][_START] < ends[number]):
-                out.append(hits[i])
-                i += 1
+        low = (ends[number - 1],) if number > 0 else (0,)
+        high = (ends[number],) if number < len(ends) else None
+        out: list[tuple[Any, ...]] = []
+        for hits in self.hits:  # sorted, start first: `(start,)` sorts before any hit there
+            out += hits[bisect_left(hits, low) : len(hits) if high is None else bisect_left(hits, high)]
         return out
 
 
