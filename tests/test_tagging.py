@@ -223,3 +223,68 @@ def test_fold_keeps_offsets_when_a_character_widens(tagger: Tagger) -> None:
 )
 def test_vietnamese_nga_is_russia_only_outside_a_longer_name(tagger: Tagger, text: str, russia: bool) -> None:
     assert ("russia" in {e.id for e in tagger.tag("", text, "vi")[0]}) is russia
+
+
+PASSAGES = {
+    "version": "t2",
+    "entities": [
+        {"id": "pyongyang", "type": "place", "country": "KP", "aliases": {"en": ["Pyongyang"]}},
+        {"id": "moscow", "type": "place", "country": "RU", "aliases": {"en": ["Moscow"]}},
+    ],
+    "topics": [  # one cue shared by three topics of different scopes
+        {"id": "para", "all_of": [["country:KP"], ["country:RU"]], "cues": {"en": ["talks"]}},
+        {
+            "id": "sent",
+            "all_of": [["country:KP"], ["country:RU"]],
+            "cues": {"en": ["talks"]},
+            "scope": "sentence",
+            "min_weight": 1,
+        },
+        {
+            "id": "doc",
+            "all_of": [["moscow", "country:KP"], ["pyongyang"]],
+            "cues": {"en": ["talks"]},
+            "scope": "document",
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def passages() -> Tagger:
+    return Tagger(parse_taxonomy(PASSAGES))
+
+
+def scores(tagger: Tagger, text: str, title: str = "") -> dict[str, float]:
+    return {t.id: t.score for t in tagger.tag(title, text)[1]}
+
+
+def test_a_cue_shared_by_topics_counts_for_each(passages: Tagger) -> None:
+    text = "Pyongyang and Moscow held talks."
+    assert scores(passages, text) == {"para": 0.333, "sent": 0.5, "doc": 0.333}
+    cues = [(h.key, text[h.start : h.end]) for h in passages.find(text) if not h.entity]
+    assert cues == [("cue:doc", "talks"), ("cue:para", "talks"), ("cue:sent", "talks")]
+
+
+def test_lead_is_the_first_non_blank_paragraph(passages: Tagger) -> None:
+    linked = "Pyongyang and Moscow held talks."
+    assert scores(passages, f"\n\n{linked}\nMore later.")["para"] == 0.333  # lead: weight 2
+    # One passage outside the lead weighs 1: below `para`'s min_weight of 2.
+    assert "para" not in scores(passages, f"An opening line.\n{linked}")
+    assert scores(passages, f"An opening line.\n{linked}")["sent"] == 0.25
+    # A linked title counts as lead too.
+    assert scores(passages, f"Nothing here.\n{linked}", title="Pyongyang, Moscow talks")["para"] == 0.5
+
+
+def test_sentence_scope_needs_both_sides_in_one_sentence(passages: Tagger) -> None:
+    assert "sent" not in scores(passages, "Pyongyang waited. Moscow held talks.")
+    assert "para" in scores(passages, "Pyongyang waited. Moscow held talks.")
+    assert "sent" in scores(passages, "Pyongyang waited.Moscow held talks.")  # no space: one sentence
+
+
+def test_document_scope_weighs_as_its_earliest_evidence(passages: Tagger) -> None:
+    assert "doc" in scores(passages, "Pyongyang waited.\nLater.\nMoscow held talks.")
+    assert "doc" not in scores(passages, "An opening line.\nPyongyang waited.\nMoscow held talks.")
+    # Evidence: each group's first selector present, in the group's order (moscow before KP).
+    topic = next(t for t in passages.tag("", "Pyongyang waited.\nMoscow held talks.")[1] if t.id == "doc")
+    assert topic.evidence == ("Moscow", "Pyongyang", "talks")
