@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--window-seconds", type=float, help="window length (overrides `[stream] window_seconds`)"
     )
-    stream.add_argument("--max-windows", type=_positive, help="stop after this many windows")
+    stream.add_argument(
+        "--max-windows",
+        type=_positive,
+        help="stop after this many windows (with --streaming: after this many window lengths)",
+    )
     compact = command("compact", "merge each partition's small files into few large ones, atomically")
     compact.add_argument("--max-rows-per-file", type=_positive, default=1_000_000)
     replay = command(
