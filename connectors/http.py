@@ -46,6 +46,7 @@ class FeedSource:
     url: str
     verify_tls: bool = True  # false only when configured so for this one feed
     fetch_articles: bool = False  # fetch each new entry's page for its full text (connectors/articles.py)
+    poll_interval: float | None = None  # `newsbeam stream`: this feed's own period (None: `[stream]`'s)
 
 
 @dataclass(frozen=True)

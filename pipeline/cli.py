@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -64,13 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         "ingest continuously: poll feeds as they are due, commit a run per window",
         "Poll each feed every `[stream] poll_interval` seconds and commit what was fetched "
         "every `[stream] window_seconds`, with the same graph and commit as `run`. SIGTERM or "
-        "SIGINT commits the open window, then exits. Any other --flag is passed to Beam.",
+        "SIGINT commits the open window, then exits. With --streaming it is one unbounded Beam "
+        "streaming job (local runner unless --runner names one). Any other --flag is passed to Beam.",
     )
     stream.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
     stream.add_argument(
         "--window-seconds", type=float, help="window length (overrides `[stream] window_seconds`)"
     )
-    stream.add_argument("--max-windows", type=_positive, help="stop after this many windows")
+    stream.add_argument(
+        "--max-windows",
+        type=_positive,
+        help="stop after this many windows (with --streaming: after this many window lengths)",
+    )
     compact = command("compact", "merge each partition's small files into few large ones, atomically")
     compact.add_argument("--max-rows-per-file", type=_positive, default=1_000_000)
     replay = command(
@@ -180,13 +186,14 @@ def _run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> i
 
 
 def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    import threading
     import time
 
     from pipeline.stream import format_window, run_stream, stream_options
 
-    stream_options(beam_args)  # refuse bad flags before anything starts
     stop = threading.Event()
+    if any(a == "--streaming" or a.startswith("--streaming=") for a in beam_args):
+        return _stream_unbounded(config, args, beam_args, stop)
+    stream_options(beam_args)  # refuse bad flags before anything starts
 
     def request_stop(signum: int, frame: Any) -> None:
         if not stop.is_set():
@@ -215,6 +222,33 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(f"newsbeam stream: stopped after {len(report.windows)} windows", flush=True)
+    return 0
+
+
+def _stream_unbounded(
+    config: RunConfig, args: argparse.Namespace, beam_args: list[str], stop: threading.Event
+) -> int:
+    from pipeline.unbounded import run_unbounded
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            print(f"newsbeam stream: {signal.Signals(signum).name}: committing the open windows", flush=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = run_unbounded(
+            config,
+            beam_args,
+            args.max_windows,
+            stop,
+            kill_at=os.environ.get(KILL_ENV) or None,
+            show=True,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"newsbeam stream: stopped after {len(report.run_ids)} commits", flush=True)
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Keys: `seeds_dir`, `output_dir`, `taxonomy` (paths, relative to the config
 file), optional `[http]`, `[dedup]`, `[articles]` and `[stream]` tables, and `[[feeds]]`
-tables with `name`, `url` and optionally `fetch_articles`. Unknown keys are
-errors, so a typo never silently does nothing.
+tables with `name`, `url` and optionally `verify_tls`, `fetch_articles` and `poll_interval`
+(seconds: the feed's own period in `newsbeam stream`, instead of `[stream] poll_interval`).
+Unknown keys are errors, so a typo never silently does nothing.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ _TOP_KEYS = {
     "articles",
     "stream",
 }
-_FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles"}
+_FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles", "poll_interval"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days", "shards"}
 
 
@@ -183,7 +184,21 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
         verify_tls = item.get("verify_tls", True)
         if not isinstance(verify_tls, bool):
             raise ConfigError(f"{at} ({name}): `verify_tls` must be true or false, got {verify_tls!r}")
-        feeds.append(FeedSource(name=name, url=url, verify_tls=verify_tls, fetch_articles=fetch_articles))
+        poll_interval = item.get("poll_interval")
+        number = isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool)
+        if poll_interval is not None and (not number or poll_interval <= 0):
+            raise ConfigError(
+                f"{at} ({name}): `poll_interval` must be a positive number of seconds, got {poll_interval!r}"
+            )
+        feeds.append(
+            FeedSource(
+                name=name,
+                url=url,
+                verify_tls=verify_tls,
+                fetch_articles=fetch_articles,
+                poll_interval=None if poll_interval is None else float(poll_interval),
+            )
+        )
     return tuple(feeds)
 
 

@@ -94,7 +94,7 @@ def read_index_members(
         yield batch
 
 
-def _route(
+def route_article(
     signed: tuple[Article, Member], drops: Drops, scheme: str
 ) -> Iterator[Article | Duplicate | IndexEntry]:
     article, (order, _, _, sig, _) = signed
@@ -127,7 +127,7 @@ class _Route(beam.DoFn):
     def process(self, signed: tuple[Article, Member], drops_blob: bytes) -> Iterator[Any]:
         if drops_blob is not self._blob:
             self._blob, self._drops = drops_blob, pickle.loads(drops_blob)
-        yield from _route(signed, self._drops, self.scheme)
+        yield from route_article(signed, self._drops, self.scheme)
 
 
 def _resolved_blob(link_lists: Iterable[list[Link]]) -> bytes:

@@ -57,12 +57,17 @@ def due_at(state: FeedState, poll_interval: float) -> datetime | None:
     return max(times)
 
 
+def feed_interval(feed: FeedSource, poll_interval: float) -> float:
+    """A feed's own `poll_interval` if it has one, else the stream's."""
+    return feed.poll_interval if feed.poll_interval is not None else poll_interval
+
+
 def due_feeds(
     feeds: Iterable[FeedSource], states: dict[str, FeedState], now: datetime, poll_interval: float
 ) -> list[FeedSource]:
     out = []
     for feed in feeds:
-        when = due_at(states.get(feed.url, FeedState()), poll_interval)
+        when = due_at(states.get(feed.url, FeedState()), feed_interval(feed, poll_interval))
         if when is not None and when <= now:
             out.append(feed)
     return out
@@ -71,7 +76,7 @@ def due_feeds(
 def seconds_to_next_poll(
     feeds: Iterable[FeedSource], states: dict[str, FeedState], now: datetime, poll_interval: float
 ) -> float | None:
-    times = [due_at(states.get(f.url, FeedState()), poll_interval) for f in feeds]
+    times = [due_at(states.get(f.url, FeedState()), feed_interval(f, poll_interval)) for f in feeds]
     pending = [t for t in times if t is not None]
     return max(0.0, min((t - now).total_seconds() for t in pending)) if pending else None
 

@@ -133,14 +133,19 @@ class ParseEntries(beam.PTransform):
 # --- clean -----------------------------------------------------------------
 
 
+def clean_or_reject(entry: Entry) -> Article | Reject:
+    """The cleaned article, or the Reject saying why not (a cleaner bug included)."""
+    try:
+        return clean_entry(entry)
+    except Exception as exc:  # one bad entry must not fail the run
+        return make_reject(
+            entry, "clean", "cleaner_error", f"{type(exc).__name__}: {exc}"[:500], type(exc).__name__
+        )
+
+
 class _CleanDoFn(beam.DoFn):
     def process(self, entry: Entry) -> Iterator[Any]:
-        try:
-            result = clean_entry(entry)
-        except Exception as exc:  # one bad entry must not fail the run
-            result = make_reject(
-                entry, "clean", "cleaner_error", f"{type(exc).__name__}: {exc}"[:500], type(exc).__name__
-            )
+        result = clean_or_reject(entry)
         _count(f"rejected.clean.{result.reason}" if isinstance(result, Reject) else "articles")
         yield result
 
@@ -173,25 +178,32 @@ def off_topic_reject(article: Article, topics: tuple[TopicMatch, ...]) -> Reject
     )
 
 
+def tag_article(tagger: Tagger, keep_topics: frozenset[str], article: Article) -> Article | Reject:
+    """The article with its entities, topics and countries, or the off-topic Reject."""
+    entities, topics, countries = tagger.tag(article.title, article.text, article.language)
+    if keep_topics and not keep_topics & {t.id for t in topics}:
+        return off_topic_reject(article, topics)
+    return dataclasses.replace(
+        article,
+        entities=entities,
+        topics=topics,
+        countries=countries,
+        taxonomy_version=tagger.taxonomy.version,
+    )
+
+
 class _TagDoFn(beam.DoFn):
     def __init__(self, tagger: Tagger, keep_topics: tuple[str, ...]) -> None:
         self.tagger, self.keep_topics = tagger, frozenset(keep_topics)
 
     def process(self, article: Article) -> Iterator[Article | Reject]:
-        entities, topics, countries = self.tagger.tag(article.title, article.text, article.language)
-        for topic in topics:
-            _count(f"topic.{topic.id}")
-        if self.keep_topics and not self.keep_topics & {t.id for t in topics}:
+        result = tag_article(self.tagger, self.keep_topics, article)
+        if isinstance(result, Reject):
             _count("rejected.tag.off_topic")
-            yield off_topic_reject(article, topics)
-            return
-        yield dataclasses.replace(
-            article,
-            entities=entities,
-            topics=topics,
-            countries=countries,
-            taxonomy_version=self.tagger.taxonomy.version,
-        )
+        else:
+            for topic in result.topics:
+                _count(f"topic.{topic.id}")
+        yield result
 
 
 class TagTopics(beam.PTransform):

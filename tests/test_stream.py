@@ -277,6 +277,4 @@ def test_cli_window_seconds_must_be_positive(tmp_path: Path, seeds_dir: Path, ca
     config = _stream_config(tmp_path, seeds_dir, {}, window=1, poll=1)
     assert main(["stream", "--config", str(config), "--window-seconds", "0"]) == 2
     assert "`--window-seconds` must be positive" in capsys.readouterr().err
-    assert main(["stream", "--config", str(config), "--streaming"]) == 2
-    assert "--streaming" in capsys.readouterr().err
     assert not (tmp_path / "data" / "_manifests").exists()
