@@ -241,7 +241,7 @@ class PollFeeds(beam.DoFn):
         fetched_at = outcome.raw.fetched_at if outcome.raw is not None else datetime.now(timezone.utc)
         poll = FeedPoll(source.url, source.name, outcome.status, outcome.detail, outcome.state, fetched_at)
         if outcome.raw is not None:
-            landed_at = datetime.now(timezone.utc)
+            landed_at = outcome.raw.fetched_at  # the fetch's own time: no second clock reading
             batch_id = Lake(self.plan.output_dir).land_raw([outcome.raw], landed_at)
             kill_point(self.plan.kill_at, "landed")
             poll = dataclasses.replace(
