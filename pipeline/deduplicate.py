@@ -1,14 +1,14 @@
-"""The DeduplicateArticles step: the decisions of `pipeline.dedup` in two keyed shuffles.
+"""The DeduplicateArticles step: the decisions of `pipeline.dedup` in keyed shuffles.
 
-Articles themselves are never shuffled: only their small members are. Members
-are first gathered into a few batches (keyed by a hash of their order), then
-each batch is cut into one payload per key shard, together with the members of
-the dedup index entries published within the lookback of some new article
-(partitions outside every window are not opened). Each key shard links its
-groups on its own; the links are resolved into clusters, which route each
-article to the output or to a Duplicate record. Beam handles a few elements per
-article, not one per key; keyed throughout, no driver state: the same on every
-runner.
+The decisions shuffle only small members. Members are first gathered into a few
+batches (keyed by a hash of their order), then each batch is cut into one
+payload per key shard, together with the members of the dedup index entries
+published within the lookback of some new article (partitions outside every
+window are not opened). Each key shard links its groups on its own; the links
+are resolved into clusters, whose drops meet the articles, shard by shard, in
+one more keyed join that routes each article to the output or to a Duplicate
+record. Beam handles a few elements per article, not one per key; keyed
+throughout, no side inputs, no driver state: the same on every runner.
 """
 
 from __future__ import annotations
