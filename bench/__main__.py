@@ -3,7 +3,8 @@
     python -m bench [--articles 10000] [--repeat 3] [--dask]
 
 Each variant runs in a fresh process (so peak memory is its own) over a fresh
-output dir; the table shows the median of the repeats.
+output dir; the table shows the median of the repeats, in wall seconds and in CPU
+seconds of the process and its children (a local Dask cluster's workers included).
 """
 
 from __future__ import annotations
@@ -63,14 +64,21 @@ def main() -> None:
             ]
             assert all(r["articles"] == args.articles for r in results), results
             seconds = statistics.median(r["seconds"] for r in results)
+            cpu = statistics.median(r["cpu_seconds"] for r in results)
             peak = statistics.median(r["peak_mib"] for r in results)
-            rows.append((label, seconds, args.articles / seconds, peak))
-            print(f"  done: {label}: {seconds:.1f}s, {peak:.0f} MiB", flush=True)
+            rows.append((label, seconds, cpu, args.articles / seconds, peak))
+            print(f"  done: {label}: {seconds:.1f}s, {cpu:.1f}s CPU, {peak:.0f} MiB", flush=True)
 
-    base = rows[0][1]
-    print(f"{'variant':<42} {'seconds':>8} {'articles/s':>11} {'peak MiB':>9} {'x baseline':>10}")
-    for label, seconds, rate, peak in rows:
-        print(f"{label:<42} {seconds:>8.2f} {rate:>11.0f} {peak:>9.0f} {seconds / base:>10.2f}")
+    base, base_cpu = rows[0][1], rows[0][2]
+    print(
+        f"{'variant':<42} {'seconds':>8} {'CPU s':>7} {'articles/s':>11} {'peak MiB':>9} "
+        f"{'x baseline':>10} {'CPU x':>6}"
+    )
+    for label, seconds, cpu, rate, peak in rows:
+        print(
+            f"{label:<42} {seconds:>8.2f} {cpu:>7.2f} {rate:>11.0f} {peak:>9.0f} "
+            f"{seconds / base:>10.2f} {cpu / base_cpu:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,11 +45,15 @@ def main() -> None:
     else:
         articles = newsbeam_run(Path(seeds), Path(out), beam_args)
     seconds = time.perf_counter() - started
+    # CPU of this process and its reaped children: a local Dask cluster's processes count.
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
     peak_kib = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     )
-    print(json.dumps({"articles": articles, "seconds": seconds, "peak_mib": peak_kib / 1024}))
+    result = {"articles": articles, "seconds": seconds, "cpu_seconds": cpu, "peak_mib": peak_kib / 1024}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
-"""The DeduplicateArticles step: the decisions of `pipeline.dedup` in two keyed shuffles.
+"""The DeduplicateArticles step: the decisions of `pipeline.dedup` in keyed shuffles.
 
-Articles themselves are never shuffled: only their small members are. Members
-are first gathered into a few batches (keyed by a hash of their order), then
-each batch is cut into one payload per key shard, together with the members of
-the dedup index entries published within the lookback of some new article
-(partitions outside every window are not opened). Each key shard links its
-groups on its own; the links are resolved into clusters, which route each
-article to the output or to a Duplicate record. Beam handles a few elements per
-article, not one per key; keyed throughout, no driver state: the same on every
-runner.
+The decisions shuffle only small members. Members are first gathered into a few
+batches (keyed by a hash of their order), then each batch is cut into one
+payload per key shard, together with the members of the dedup index entries
+published within the lookback of some new article (partitions outside every
+window are not opened). Each key shard links its groups on its own; the links
+are resolved into clusters, whose drops meet the articles, shard by shard, in
+one more keyed join that routes each article to the output or to a Duplicate
+record. Beam handles a few elements per article, not one per key; keyed
+throughout, no side inputs, no driver state: the same on every runner.
 """
 
 from __future__ import annotations
@@ -115,24 +115,35 @@ def route_article(
     )
 
 
-class _Route(beam.DoFn):
-    """Routes each article by the drops, which arrive pickled (one opaque bytes object is
-    cheap for the runner to cache and size) and are unpickled once per worker."""
-
-    def __init__(self, scheme: str):
-        self.scheme = scheme
-        self._blob: bytes | None = None
-        self._drops: Drops = {}
-
-    def process(self, signed: tuple[Article, Member], drops_blob: bytes) -> Iterator[Any]:
-        if drops_blob is not self._blob:
-            self._blob, self._drops = drops_blob, pickle.loads(drops_blob)
-        yield from route_article(signed, self._drops, self.scheme)
-
-
-def _resolved_blob(link_lists: Iterable[list[Link]]) -> bytes:
+def drops_by_shard(link_lists: Iterable[list[Link]], shards: int) -> Iterator[tuple[int, bytes]]:
+    """The clusters' drops, cut by the shard of each dropped copy's order (the key its
+    article is routed under), pickled: one opaque bytes value per shard that has drops."""
     drops = resolve_links(link for links in link_lists for link in links)
-    return pickle.dumps(drops, protocol=pickle.HIGHEST_PROTOCOL)
+    by_shard: dict[int, Drops] = {}
+    for order, drop in drops.items():
+        by_shard.setdefault(shard_of(order.encode(), shards), {})[order] = drop
+    for shard, shard_drops in sorted(by_shard.items()):
+        yield shard, pickle.dumps(shard_drops, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def route_shard(
+    kv: tuple[int, dict[str, Iterable[Any]]], scheme: str
+) -> Iterator[Article | Duplicate | IndexEntry]:
+    """Routes one shard's articles by that shard's drops (none: every article is kept)."""
+    _, joined = kv
+    drops: Drops = {}
+    for blob in joined["drops"]:
+        drops.update(pickle.loads(blob))
+    for signed in joined["articles"]:
+        yield from route_article(signed, drops, scheme)
+
+
+def index_reads(kv: tuple[int, dict[str, Iterable[Any]]]) -> Iterator[tuple[str, list[int]]]:
+    """Each index file with every day a new article is published on."""
+    _, joined = kv
+    new_days = sorted(set(joined["days"]))
+    for path in sorted(joined["files"]):
+        yield path, new_days
 
 
 class DeduplicateArticles(beam.PTransform):
@@ -151,6 +162,10 @@ class DeduplicateArticles(beam.PTransform):
         self.scheme = signature_scheme(settings)
 
     def expand(self, articles: beam.PCollection) -> dict[str, beam.PCollection]:
+        # No side inputs: the DaskRunner computes each side input in a job of its own from
+        # the start of the graph, so every article would be parsed and cleaned once more
+        # per side input. The joins are keyed instead: the index files meet the new days
+        # under one key, and each article meets its shard's drops.
         p, settings, scheme, lookback = articles.pipeline, self.settings, self.scheme, self.lookback_days
         shards = settings.shards
         signed = articles | "Sign" >> beam.Map(lambda a: (a, member(a, settings)))
@@ -160,21 +175,14 @@ class DeduplicateArticles(beam.PTransform):
             | "Batch" >> beam.GroupByKey()
             | "BatchMembers" >> beam.Map(lambda kv: list(kv[1]))
         )
-        new_days = (
-            batches
-            | "Days" >> beam.FlatMap(lambda ms: sorted({m[4] for m in ms}))
-            | "DistinctDays" >> beam.Distinct()
-        )
+        days = batches | "Days" >> beam.FlatMap(lambda ms: [(0, d) for d in sorted({m[4] for m in ms})])
+        files = p | "IndexFiles" >> beam.Create(self.index_files) | "KeyFiles" >> beam.Map(lambda f: (0, f))
         index_batches = (
-            p
-            | "IndexFiles" >> beam.Create(self.index_files)
-            | "ReadIndex"
-            >> beam.FlatMap(
-                read_index_members,
-                scheme=scheme,
-                new_days=beam.pvalue.AsList(new_days),
-                lookback_days=lookback,
-            )
+            {"files": files, "days": days}
+            | "FilesWithDays" >> beam.CoGroupByKey()
+            | "IndexReads" >> beam.FlatMap(index_reads)
+            | "SpreadReads" >> beam.Reshuffle()
+            | "ReadIndex" >> beam.FlatMap(lambda read: read_index_members(read[0], scheme, read[1], lookback))
         )
         drops = (
             (batches, index_batches)
@@ -182,8 +190,14 @@ class DeduplicateArticles(beam.PTransform):
             | "Payloads" >> beam.FlatMap(shard_payloads, settings=settings, shards=shards)
             | "ByShard" >> beam.GroupByKey()
             | "Links" >> beam.Map(lambda kv: shard_links(kv[1], settings, lookback))
-            | "AllLinks" >> beam.combiners.ToList()
-            | "Resolve" >> beam.Map(_resolved_blob)
+            # Without defaults: a global combine's default is injected through a side input.
+            | "AllLinks" >> beam.combiners.ToList().without_defaults()
+            | "Resolve" >> beam.FlatMap(drops_by_shard, shards=shards)
         )
-        routed = signed | "Route" >> beam.ParDo(_Route(scheme), beam.pvalue.AsSingleton(drops))
+        keyed = signed | "ByRoute" >> beam.Map(lambda s: (shard_of(s[1][0].encode(), shards), s))
+        routed = (
+            {"articles": keyed, "drops": drops}
+            | "WithDrops" >> beam.CoGroupByKey()
+            | "Route" >> beam.FlatMap(route_shard, scheme=scheme)
+        )
         return split_by_type(routed, "Routed", articles=Article, duplicates=Duplicate, index=IndexEntry)

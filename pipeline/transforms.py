@@ -10,6 +10,7 @@ outputs of a ParDo into one collection, so every consumer would see them all.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from connectors.state import write_json_atomic
 from pipeline.clean import clean_entry, make_reject
 from pipeline.lake import STAGING, Lake, StagedFile, stage_partition, staged_to_json
 from pipeline.tagging import Tagger
+from pipeline.taxonomy import Taxonomy
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Article, Entry, RawFetch, Reject, TopicMatch
 
@@ -192,11 +194,48 @@ def tag_article(tagger: Tagger, keep_topics: frozenset[str], article: Article) -
     )
 
 
+# Taggers built in this process, by taxonomy digest. Some runners unpickle and set up
+# a DoFn for every bundle (the DaskRunner: every partition), and building a Tagger
+# (folding every alias, then the automaton) costs more than tagging a bundle.
+_TAGGERS: dict[str, Tagger] = {}
+_TAGGERS_LOCK = threading.Lock()
+_TAGGERS_KEPT = 4
+
+
+def taxonomy_digest(taxonomy: Taxonomy) -> str:
+    """A content hash of everything a Tagger is built from."""
+    return sha256_hex(repr(taxonomy).encode())
+
+
+def process_tagger(digest: str, taxonomy: Taxonomy) -> Tagger:
+    """This process's Tagger for `taxonomy` (whose digest is `digest`), built once, ready."""
+    with _TAGGERS_LOCK:
+        tagger = _TAGGERS.get(digest)
+        if tagger is None:
+            tagger = Tagger(taxonomy)
+            tagger.find("")  # builds the automaton here, under the lock, not in a race
+            while len(_TAGGERS) >= _TAGGERS_KEPT:
+                del _TAGGERS[next(iter(_TAGGERS))]
+            _TAGGERS[digest] = tagger
+        return tagger
+
+
 class _TagDoFn(beam.DoFn):
+    """Pickled with its taxonomy, not its Tagger: the Tagger comes from the process cache."""
+
     def __init__(self, tagger: Tagger, keep_topics: tuple[str, ...]) -> None:
-        self.tagger, self.keep_topics = tagger, frozenset(keep_topics)
+        self.taxonomy, self.digest = tagger.taxonomy, taxonomy_digest(tagger.taxonomy)
+        self.keep_topics = frozenset(keep_topics)
+        self.tagger: Tagger | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "tagger": None}
+
+    def setup(self) -> None:
+        self.tagger = process_tagger(self.digest, self.taxonomy)
 
     def process(self, article: Article) -> Iterator[Article | Reject]:
+        assert self.tagger is not None, "set up before processing"
         result = tag_article(self.tagger, self.keep_topics, article)
         if isinstance(result, Reject):
             _count("rejected.tag.off_topic")

@@ -58,3 +58,28 @@ def test_dask_runner_matches_local_runner(tmp_path: Path, seeds_dir: Path, dask_
     assert {r["reason"] for r in expected["rejects"]} == {"malformed_feed_partial", "truncated_entry"}
     assert got == expected
     assert dask.run_id == local.run_id
+
+
+def test_dask_runner_matches_local_runner_against_an_earlier_runs_index(
+    tmp_path: Path, seeds_dir: Path, dask_cluster: str
+) -> None:
+    feeds = FIXTURES / "feeds"
+    shutil.copyfile(feeds / "rss2.xml", seeds_dir / "wire.rss")
+    local_config, dask_config = (
+        make_config(tmp_path, seeds_dir, out="local"),
+        make_config(tmp_path, seeds_dir, out="dask"),
+    )
+    dask_args = ["--runner", DASK_RUNNER, "--dask_client_address", dask_cluster]
+    run_cycle(local_config)
+    run_cycle(dask_config, dask_args)
+    # The second run's copies are duplicates of what the first committed: only the index says so.
+    shutil.copyfile(feeds / "rss2.xml", seeds_dir / "wire-mirror.xml")
+    shutil.copyfile(feeds / "atom.xml", seeds_dir / "east.atom")
+    local = run_cycle(local_config)
+    dask = run_cycle(dask_config, dask_args)
+
+    expected, got = _lake(tmp_path / "local"), _lake(tmp_path / "dask")
+    assert {d["reason"] for d in expected["duplicates"]} == {"same_url"}
+    assert len(expected["duplicates"]) == 3
+    assert got == expected
+    assert dask.run_id == local.run_id

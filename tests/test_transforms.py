@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -17,7 +19,7 @@ from pipeline.deduplicate import DeduplicateArticles
 from pipeline.lake import Lake, stage_partition
 from pipeline.near_dup import NearDupSettings
 from pipeline.tagging import Tagger, load_taxonomy
-from pipeline.transforms import CleanArticles, ParseEntries, TagTopics
+from pipeline.transforms import CleanArticles, ParseEntries, TagTopics, _TagDoFn
 from schemas.records import Article, Entry, IndexEntry, RawFetch
 
 T0 = datetime(2024, 6, 19, 12, 0, tzinfo=timezone.utc)
@@ -211,6 +213,25 @@ def test_tag_topics_keeps_only_wanted_topics_and_rejects_the_rest(tagger: Tagger
             equal_to([("tag", "off_topic", f"article_id={off_topic.article_id} topics=none")]),
             label="Rejected",
         )
+
+
+def test_tag_dofn_travels_without_its_tagger_and_shares_one_per_taxonomy(tagger: Tagger) -> None:
+    # A runner that unpickles the DoFn for every bundle must not rebuild the automaton each time.
+    fn = pickler.dumps(_TagDoFn(tagger, ()))
+    first, second = pickler.loads(fn), pickler.loads(fn)
+    assert first.tagger is None  # what travels is the taxonomy
+    first.setup()
+    second.setup()
+    assert first.tagger is second.tagger
+    assert first.tagger is not None and first.tagger.taxonomy == tagger.taxonomy
+
+    revised = dataclasses.replace(tagger.taxonomy, version="revised", topics=tagger.taxonomy.topics[:1])
+    other = pickler.loads(pickler.dumps(_TagDoFn(Tagger(revised), ())))
+    other.setup()
+    assert other.tagger is not first.tagger
+    assert other.tagger is not None and [t.id for t in other.tagger.taxonomy.topics] == [
+        tagger.taxonomy.topics[0].id
+    ]
 
 
 def test_parse_and_clean_hostile_feeds_route_problems_to_dead_letters() -> None:
