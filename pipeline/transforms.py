@@ -310,6 +310,9 @@ def _commit(
     return run_id
 
 
+_MARKER = "commit"  # not a StagedFile: it only makes sure the gather has one group
+
+
 class CommitRun(beam.PTransform):
     """Every staged file of the run -> moved into the lake, manifest written last.
 
@@ -333,10 +336,16 @@ class CommitRun(beam.PTransform):
         self.info, self.kill_at, self.stage_only = dict(info or {}), kill_at, stage_only
 
     def expand(self, staged: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        # Gathered by a GroupByKey, with a marker so that a run staging nothing still
+        # commits, rather than by ToList: a global combine's default for an empty input
+        # comes through a side input, which the DaskRunner computes as a job of its own.
+        marker = staged[0].pipeline | "CommitMarker" >> beam.Create([_MARKER])
         return (
-            staged
+            (*staged, marker)
             | "AllStaged" >> beam.Flatten()
-            | "Gather" >> beam.combiners.ToList()
+            | "OneKey" >> beam.Map(lambda f: (0, f))
+            | "Gather" >> beam.GroupByKey()
+            | "StagedFiles" >> beam.Map(lambda kv: [f for f in kv[1] if isinstance(f, StagedFile)])
             | "Commit"
             >> beam.Map(
                 _commit,

@@ -268,3 +268,26 @@ def test_parse_and_clean_hostile_feeds_route_problems_to_dead_letters() -> None:
             equal_to(["billion_laughs", "truncated", *["links_dates_guids"] * 8]),
             label="articles",
         )
+
+
+def test_commit_run_commits_every_staged_file_and_a_run_that_staged_nothing(tmp_path: Path) -> None:
+    from pipeline.transforms import CommitRun, StageTable
+    from tests.factories import make_article
+
+    articles = [make_article(url=f"https://n.example/{n}", title=f"Story {n}", position=n) for n in range(3)]
+    for run_id, records in (("a" * 32, articles), ("b" * 32, [])):
+        with TestPipeline(options=PipelineOptions(["--runner", "FnApiRunner"])) as p:
+            staged = (
+                p
+                | f"Create{run_id[0]}" >> beam.Create(records, reshuffle=False)
+                | StageTable("articles", str(tmp_path), run_id),
+                p
+                | "NoRejects" >> beam.Create([])
+                | "StageRejects" >> StageTable("rejects", str(tmp_path), run_id),
+            )
+            committed = staged | CommitRun(str(tmp_path), run_id, [f"batch-{run_id[0]}"])
+            assert_that(committed, equal_to([run_id]))
+    manifests = Lake(tmp_path).manifests_by_id()
+    assert {f["table"] for f in manifests["a" * 32]["files"]} == {"articles"}
+    assert manifests["a" * 32]["stats"]["rows"]["articles"] == 3
+    assert manifests["b" * 32]["files"] == [] and manifests["b" * 32]["raw_batches"] == ["batch-b"]
