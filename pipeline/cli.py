@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -185,6 +187,23 @@ def _run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> i
     return report.exit_code
 
 
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event, doing: str) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` (saying what the stream does then) while inside."""
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            print(f"newsbeam stream: {signal.Signals(signum).name}: {doing}", flush=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     import time
 
@@ -195,11 +214,6 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
         return _stream_unbounded(config, args, beam_args, stop)
     stream_options(beam_args)  # refuse bad flags before anything starts
 
-    def request_stop(signum: int, frame: Any) -> None:
-        if not stop.is_set():
-            print(f"newsbeam stream: {signal.Signals(signum).name}: committing the open window", flush=True)
-        stop.set()
-
     last = time.monotonic()
 
     def show(window: Any) -> None:
@@ -208,8 +222,7 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
         print(format_window(window, now - last), flush=True)
         last = now
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with _stop_on_signals(stop, "committing the open window"):
         report = run_stream(
             config,
             beam_args,
@@ -218,9 +231,6 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
             on_window=show,
             kill_at=os.environ.get(KILL_ENV) or None,
         )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     print(f"newsbeam stream: stopped after {len(report.windows)} windows", flush=True)
     return 0
 
@@ -230,13 +240,7 @@ def _stream_unbounded(
 ) -> int:
     from pipeline.unbounded import run_unbounded
 
-    def request_stop(signum: int, frame: Any) -> None:
-        if not stop.is_set():
-            print(f"newsbeam stream: {signal.Signals(signum).name}: committing the open windows", flush=True)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with _stop_on_signals(stop, "committing the open windows"):
         report = run_unbounded(
             config,
             beam_args,
@@ -245,9 +249,6 @@ def _stream_unbounded(
             kill_at=os.environ.get(KILL_ENV) or None,
             show=True,
         )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     print(f"newsbeam stream: stopped after {len(report.run_ids)} commits", flush=True)
     return 0
 

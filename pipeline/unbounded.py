@@ -61,7 +61,7 @@ from pipeline.dedup_memory import DedupMemory, candidates, prune, remember
 from pipeline.deduplicate import read_index_members, route_article, signature_scheme
 from pipeline.lake import STAGING, Lake, kill_point, stage_partition
 from pipeline.near_dup import NearDupSettings
-from pipeline.run import Polled, commit_pending, load_tagger, pipeline_options
+from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options
 from pipeline.stream import due_at, feed_interval
 from pipeline.tagging import Tagger
 from pipeline.transforms import clean_or_reject, parse_raw, tag_article
@@ -516,16 +516,15 @@ def run_unbounded(
     lake = Lake(config.output_dir)
     with lake.lock():
         before = set(lake.manifests_by_id())
-        # Batches a killed job landed but never committed go first, through the batch graph.
-        recovered = commit_pending(
-            config,
-            lake,
-            tagger,
-            pipeline_options([]),
-            Polled([], set(), datetime.now(timezone.utc), {}, {}),
-            kill_at,
-            trigger="stream",
-        )
+
+        def commit_landed() -> RunReport:
+            """Landed batches no manifest lists, committed through the batch graph."""
+            polled = Polled([], set(), datetime.now(timezone.utc), {}, {})
+            options = pipeline_options([])
+            return commit_pending(config, lake, tagger, options, polled, kill_at, trigger="stream")
+
+        # Batches a killed job landed but never committed go first.
+        recovered = commit_landed()
         stop_file = lake.root / STAGING / "stream.stop"
         stop_file.unlink(missing_ok=True)
         plan = StreamPlan(
@@ -583,15 +582,7 @@ def run_unbounded(
         if failure:  # the direct runner may report a spurious stall once drained
             logging.getLogger(__name__).warning("the streaming job ended with %r after the stop", failure[0])
         # Whatever the job did not commit is landed: the batch graph commits it now.
-        commit_pending(
-            config,
-            lake,
-            tagger,
-            pipeline_options([]),
-            Polled([], set(), datetime.now(timezone.utc), {}, {}),
-            kill_at,
-            trigger="stream",
-        )
+        commit_landed()
         committed = [m["run_id"] for m in lake.manifests() if m.get("run_id") and m["run_id"] not in before]
         stop_file.unlink(missing_ok=True)
     if recovered.run_id and recovered.run_id in committed:

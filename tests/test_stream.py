@@ -17,7 +17,7 @@ import pytest
 
 from connectors.http import FeedSource
 from connectors.state import FeedState
-from pipeline.config import ConfigError, StreamSettings, parse_config
+from pipeline.config import ConfigError, RunConfig, StreamSettings, parse_config
 from pipeline.lake import KILL_ENV
 from pipeline.run import run_cycle
 from pipeline.stream import WindowReport, due_at, due_feeds, run_stream, stream_options
@@ -84,18 +84,26 @@ def test_streaming_flag_is_refused_and_the_default_runner_never_downloads_prism(
     assert len(snapshot_duck_rows(config.output_dir, "articles", "title")) == 1  # the seed
 
 
-def test_three_windows_every_item_once_within_poll_plus_window(
-    tmp_path: Path, seeds_dir: Path, feed_server
-) -> None:
-    """Feeds gain an item every 0.7 s; the stream polls every 0.5 s in 1.5 s windows. A reader
-    takes snapshots meanwhile and notes when each item first becomes readable."""
-    poll, window = 0.5, 1.5
+def growing_feeds_config(
+    tmp_path: Path, seeds_dir: Path, feed_server, poll: float, window: float
+) -> tuple[GrowingFeeds, RunConfig]:
+    """Two feeds, north and south, gaining an item every 0.7 s, streamed every `poll` s."""
     growing = GrowingFeeds(feed_server, ["north", "south"], every=0.7)
     feeds = [FeedSource(name, feed_server.url(growing.path(name))) for name in growing.names]
     config = dataclasses.replace(
         make_config(tmp_path, seeds_dir, feeds),
         stream=StreamSettings(window_seconds=window, poll_interval=poll),
     )
+    return growing, config
+
+
+def test_three_windows_every_item_once_within_poll_plus_window(
+    tmp_path: Path, seeds_dir: Path, feed_server
+) -> None:
+    """Feeds gain an item every 0.7 s; the stream polls every 0.5 s in 1.5 s windows. A reader
+    takes snapshots meanwhile and notes when each item first becomes readable."""
+    poll, window = 0.5, 1.5
+    growing, config = growing_feeds_config(tmp_path, seeds_dir, feed_server, poll, window)
     out = config.output_dir
     seen: dict[str, float] = {}
     commit_seconds: list[float] = []

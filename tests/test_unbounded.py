@@ -42,7 +42,7 @@ from tests.conftest import make_config
 from tests.feedserver import Route
 from tests.lakeread import snapshot_duck_rows
 from tests.streamfeeds import GrowingFeeds, item_title, rss
-from tests.test_stream import _stream_config, _stream_process, _wait_for
+from tests.test_stream import _stream_config, _stream_process, _wait_for, growing_feeds_config
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -218,12 +218,7 @@ def test_streaming_three_windows_every_item_once_within_poll_plus_window(
 
     monkeypatch.setattr("apache_beam.runners.portability.prism_runner.PrismJobServer.__init__", no_prism)
     poll, window_seconds = 0.5, 2.0
-    growing = GrowingFeeds(feed_server, ["north", "south"], every=0.7)
-    feeds = [FeedSource(name, feed_server.url(growing.path(name))) for name in growing.names]
-    config = dataclasses.replace(
-        make_config(tmp_path, seeds_dir, feeds),
-        stream=StreamSettings(window_seconds=window_seconds, poll_interval=poll),
-    )
+    growing, config = growing_feeds_config(tmp_path, seeds_dir, feed_server, poll, window_seconds)
     out = config.output_dir
     seen: dict[str, float] = {}
     done = threading.Event()
@@ -254,7 +249,8 @@ def test_streaming_three_windows_every_item_once_within_poll_plus_window(
     assert len(titles) == len(set(titles)), "an item landed twice"
     states = load_feed_states(lake.state_path("feeds.json"))
     # Every item published on a feed before that feed's last poll is in the lake.
-    last_poll = {f.name: datetime.fromisoformat(states[f.url].last_polled_at).timestamp() for f in feeds}
+    polled_at = {f.name: states[f.url].last_polled_at for f in config.feeds}
+    last_poll = {name: datetime.fromisoformat(at).timestamp() for name, at in polled_at.items()}
     expected = {t for t, at in growing.published.items() if at < last_poll[t.split()[0]] - 0.05}
     assert expected <= set(titles), sorted(expected - set(titles))
     assert not lake.pending_raw_batches(), "every landed batch committed"
