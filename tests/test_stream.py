@@ -18,7 +18,7 @@ import pytest
 from connectors.http import FeedSource
 from connectors.state import FeedState
 from pipeline.config import ConfigError, RunConfig, StreamSettings, parse_config
-from pipeline.lake import KILL_ENV
+from pipeline.lake import KILL_ENV, Lake
 from pipeline.run import run_cycle
 from pipeline.stream import WindowReport, due_at, due_feeds, run_stream, stream_options
 from tests.conftest import ROOT, make_config
@@ -253,16 +253,19 @@ def test_a_signal_commits_the_open_window_and_exits_0(
     assert _states(out)[feed_server.url(growing.path("west"))].etag, "validators saved after the commit"
 
 
+@pytest.mark.parametrize(
+    ("mode", "window"), [((), 0.5), (("--streaming",), 1)], ids=["micro-batch", "streaming"]
+)
 def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
-    tmp_path: Path, seeds_dir: Path, feed_server
+    tmp_path: Path, seeds_dir: Path, feed_server, mode: tuple[str, ...], window: float
 ) -> None:
     growing = GrowingFeeds(feed_server, ["kill"], every=3600)
     growing.publish()
     growing.publish()
     url = feed_server.url(growing.path("kill"))
-    config = _stream_config(tmp_path, seeds_dir, {"kill": url}, window=0.5, poll=0.2)
+    config = _stream_config(tmp_path, seeds_dir, {"kill": url}, window=window, poll=0.2)
     out = tmp_path / "data"
-    proc = _stream_process(config, env={KILL_ENV: "landed"})
+    proc = _stream_process(config, *mode, env={KILL_ENV: "landed"})
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     assert list((out / "raw").glob("*/*.parquet")) and not list((out / "_manifests").glob("*.json"))
@@ -270,13 +273,14 @@ def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
 
     # The feed no longer carries those items: only the landed batch has them.
     feed_server.routes[growing.path("kill")] = Route(b"", status=503, headers={"Retry-After": "3600"})
-    proc = _stream_process(config, "--max-windows", "1")
+    proc = _stream_process(config, *mode, "--max-windows", "1")
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     titles = sorted(
         r["title"] for r in snapshot_duck_rows(out, "articles", "title") if r["title"].startswith("kill")
     )
     assert titles == sorted(growing.published)
+    assert not Lake(out).pending_raw_batches()
 
 
 def test_cli_window_seconds_must_be_positive(tmp_path: Path, seeds_dir: Path, capsys) -> None:

@@ -23,7 +23,7 @@ from apache_beam.transforms import window
 from connectors.http import FeedSource
 from connectors.state import FeedState, load_feed_states
 from pipeline.config import ConfigError, StreamSettings, parse_config
-from pipeline.lake import KILL_ENV, Lake
+from pipeline.lake import Lake
 from pipeline.run import load_tagger, run_cycle
 from pipeline.stream import due_feeds
 from pipeline.unbounded import (
@@ -39,7 +39,6 @@ from pipeline.unbounded import (
 from schemas.ids import sha256_hex
 from schemas.records import RawFetch
 from tests.conftest import make_config
-from tests.feedserver import Route
 from tests.lakeread import snapshot_duck_rows
 from tests.streamfeeds import GrowingFeeds, item_title, rss
 from tests.test_stream import _stream_config, _stream_process, _wait_for, growing_feeds_config
@@ -314,30 +313,3 @@ def test_sigterm_commits_the_open_windows_and_exits_0(tmp_path: Path, seeds_dir:
     assert set(growing.published) <= titles
     assert not Lake(out).pending_raw_batches()
     assert load_feed_states(out / "_state" / "feeds.json")[url].etag, "validators saved after the commit"
-
-
-def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
-    tmp_path: Path, seeds_dir: Path, feed_server
-) -> None:
-    growing = GrowingFeeds(feed_server, ["kill"], every=3600)
-    growing.publish()
-    growing.publish()
-    url = feed_server.url(growing.path("kill"))
-    config = _stream_config(tmp_path, seeds_dir, {"kill": url}, window=1, poll=0.2)
-    out = tmp_path / "data"
-    proc = _stream_process(config, "--streaming", env={KILL_ENV: "landed"})
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
-    assert list((out / "raw").glob("*/*.parquet")) and not list((out / "_manifests").glob("*.json"))
-    assert not (out / "_state" / "feeds.json").exists(), "no validators before a commit"
-
-    # The feed no longer carries those items: only the landed batch has them.
-    feed_server.routes[growing.path("kill")] = Route(b"", status=503, headers={"Retry-After": "3600"})
-    proc = _stream_process(config, "--streaming", "--max-windows", "1")
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
-    titles = sorted(
-        r["title"] for r in snapshot_duck_rows(out, "articles", "title") if r["title"].startswith("kill")
-    )
-    assert titles == sorted(growing.published)
-    assert not Lake(out).pending_raw_batches()
