@@ -3,6 +3,7 @@ against a real server on 127.0.0.1 whose feeds gain items while the stream runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -97,16 +99,11 @@ def growing_feeds_config(
     return growing, config
 
 
-def test_three_windows_every_item_once_within_poll_plus_window(
-    tmp_path: Path, seeds_dir: Path, feed_server
-) -> None:
-    """Feeds gain an item every 0.7 s; the stream polls every 0.5 s in 1.5 s windows. A reader
-    takes snapshots meanwhile and notes when each item first becomes readable."""
-    poll, window = 0.5, 1.5
-    growing, config = growing_feeds_config(tmp_path, seeds_dir, feed_server, poll, window)
-    out = config.output_dir
+@contextlib.contextmanager
+def first_readable(growing: GrowingFeeds, out: Path) -> Iterator[dict[str, float]]:
+    """Starts the feeds growing and a reader taking snapshots meanwhile; yields when each
+    title first became readable (time.time()), complete once the block is left."""
     seen: dict[str, float] = {}
-    commit_seconds: list[float] = []
     done = threading.Event()
 
     def read_snapshots() -> None:
@@ -115,6 +112,27 @@ def test_three_windows_every_item_once_within_poll_plus_window(
                 seen.setdefault(row["title"], time.time())
             done.wait(0.05)
 
+    reader = threading.Thread(target=read_snapshots, daemon=True)
+    growing.start()
+    reader.start()
+    try:
+        yield seen
+    finally:
+        growing.stop()
+        time.sleep(0.3)
+        done.set()
+        reader.join()
+
+
+def test_three_windows_every_item_once_within_poll_plus_window(
+    tmp_path: Path, seeds_dir: Path, feed_server
+) -> None:
+    """Feeds gain an item every 0.7 s; the stream polls every 0.5 s in 1.5 s windows. A reader
+    takes snapshots meanwhile and notes when each item first becomes readable."""
+    poll, window = 0.5, 1.5
+    growing, config = growing_feeds_config(tmp_path, seeds_dir, feed_server, poll, window)
+    out = config.output_dir
+    commit_seconds: list[float] = []
     windows: list[WindowReport] = []
     closed = [time.monotonic()]
 
@@ -123,16 +141,8 @@ def test_three_windows_every_item_once_within_poll_plus_window(
         commit_seconds.append(w.run.seconds)
         closed.append(time.monotonic())
 
-    reader = threading.Thread(target=read_snapshots, daemon=True)
-    growing.start()
-    reader.start()
-    try:
+    with first_readable(growing, out) as seen:
         report = run_stream(config, max_windows=4, on_window=on_window)
-    finally:
-        growing.stop()
-        time.sleep(0.3)
-        done.set()
-        reader.join()
 
     assert len(report.windows) == 4
     committed = [w for w in report.windows if w.run.run_id]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -41,7 +39,7 @@ from schemas.records import RawFetch
 from tests.conftest import make_config
 from tests.lakeread import snapshot_duck_rows
 from tests.streamfeeds import GrowingFeeds, item_title, rss
-from tests.test_stream import _stream_config, _stream_process, _wait_for, growing_feeds_config
+from tests.test_stream import _stream_config, _stream_process, _wait_for, first_readable, growing_feeds_config
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -219,25 +217,8 @@ def test_streaming_three_windows_every_item_once_within_poll_plus_window(
     poll, window_seconds = 0.5, 2.0
     growing, config = growing_feeds_config(tmp_path, seeds_dir, feed_server, poll, window_seconds)
     out = config.output_dir
-    seen: dict[str, float] = {}
-    done = threading.Event()
-
-    def read_snapshots() -> None:
-        while not done.is_set():
-            for row in snapshot_duck_rows(out, "articles", "title") if (out / "_manifests").exists() else []:
-                seen.setdefault(row["title"], time.time())
-            done.wait(0.05)
-
-    reader = threading.Thread(target=read_snapshots, daemon=True)
-    growing.start()
-    reader.start()
-    try:
+    with first_readable(growing, out) as seen:
         report = run_unbounded(config, max_windows=4)
-    finally:
-        growing.stop()
-        time.sleep(0.3)
-        done.set()
-        reader.join()
 
     lake = Lake(out)
     panes = [m for m in lake.manifests() if "window" in m]
