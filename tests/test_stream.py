@@ -178,17 +178,36 @@ def _states(out: Path) -> dict[str, FeedState]:
     return load_feed_states(out / "_state" / "feeds.json")
 
 
-def test_run_and_stream_take_turns_without_duplicating(tmp_path: Path, seeds_dir: Path, feed_server) -> None:
+def _micro_batch_window(config: RunConfig) -> None:
+    run_stream(config, max_windows=1)
+
+
+def _streaming_window(config: RunConfig) -> None:
+    from pipeline.unbounded import run_unbounded
+
+    run_unbounded(config, max_windows=1)
+
+
+@pytest.mark.parametrize(
+    ("stream_once", "settings"),
+    [(_micro_batch_window, StreamSettings(0.2, 0.1)), (_streaming_window, StreamSettings(1.0, 0.2))],
+    ids=["micro-batch", "streaming"],
+)
+def test_run_and_stream_take_turns_without_duplicating(
+    tmp_path: Path, seeds_dir: Path, feed_server, stream_once, settings: StreamSettings
+) -> None:
     growing = GrowingFeeds(feed_server, ["east"], every=3600)  # published by hand below
     feeds = [FeedSource("east", feed_server.url(growing.path("east")))]
-    config = dataclasses.replace(make_config(tmp_path, seeds_dir, feeds), stream=StreamSettings(0.2, 0.1))
-    growing.publish()
-    run_cycle(config)
-    growing.publish()
-    run_stream(config, max_windows=1)
-    growing.publish()
-    run_cycle(config)
-    run_stream(config, max_windows=1)  # nothing new: a 304 or an unchanged body
+    config = dataclasses.replace(make_config(tmp_path, seeds_dir, feeds), stream=settings)
+    for step in (run_cycle, stream_once, run_cycle, stream_once):
+        growing.publish()
+        before = len(Lake(config.output_dir).manifests())
+        step(config)
+        assert len(Lake(config.output_dir).manifests()) == before + 1, (
+            f"{step.__name__} committed the new item"
+        )
+    run_cycle(config)  # nothing new: a 304 or an unchanged body
+    stream_once(config)
 
     rows = snapshot_duck_rows(config.output_dir, "articles", "title")
     titles = sorted(r["title"] for r in rows if r["title"].startswith("east"))

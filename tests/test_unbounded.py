@@ -4,7 +4,6 @@ items while the job runs, read back with DuckDB."""
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +19,7 @@ from apache_beam.transforms import window
 
 from connectors.http import FeedSource
 from connectors.state import FeedState, load_feed_states
-from pipeline.config import ConfigError, StreamSettings, parse_config
+from pipeline.config import ConfigError, parse_config
 from pipeline.lake import Lake
 from pipeline.run import load_tagger, run_cycle
 from pipeline.stream import due_feeds
@@ -250,29 +249,6 @@ def test_streaming_three_windows_every_item_once_within_poll_plus_window(
     )
     assert len(steady) >= 6
     assert worst <= bound, steady
-
-
-def test_run_and_streaming_take_turns_without_duplicating(
-    tmp_path: Path, seeds_dir: Path, feed_server
-) -> None:
-    growing = GrowingFeeds(feed_server, ["east"], every=3600)  # published by hand below
-    feeds = [FeedSource("east", feed_server.url(growing.path("east")))]
-    config = dataclasses.replace(make_config(tmp_path, seeds_dir, feeds), stream=StreamSettings(1.0, 0.2))
-    growing.publish()
-    run_cycle(config)
-    growing.publish()
-    assert run_unbounded(config, max_windows=1).run_ids
-    growing.publish()
-    run_cycle(config)
-    growing.publish()
-    run_unbounded(config, max_windows=1)
-    run_cycle(config)  # nothing new: a 304 or an unchanged body
-
-    rows = snapshot_duck_rows(config.output_dir, "articles", "title")
-    titles = sorted(r["title"] for r in rows if r["title"].startswith("east"))
-    assert titles == sorted(growing.published), "each item exactly once"
-    dups = snapshot_duck_rows(config.output_dir, "duplicates", "reason")
-    assert {d["reason"] for d in dups} <= {"same_url"}
 
 
 def test_sigterm_commits_the_open_windows_and_exits_0(tmp_path: Path, seeds_dir: Path, feed_server) -> None:
