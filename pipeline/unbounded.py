@@ -34,6 +34,7 @@ stops, so locally every pane is an early, processing-time one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import threading
@@ -397,7 +398,9 @@ def commit_pane(plan: StreamPlan, pane: Pane, memory: DedupMemory) -> PaneReport
         return report
     run_id = stable_id("run", *sorted(landed))
     path = lake.manifest_path(run_id)
-    if not path.exists():  # else a retried pane: committed once already, learned already
+    if path.exists():  # a retried pane: committed once already, learned already
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    else:
         tables = process_pane(plan, [r for p in landed.values() for r in p.raws], memory)
         staged = []
         for table, records in tables.items():
@@ -408,7 +411,7 @@ def commit_pane(plan: StreamPlan, pane: Pane, memory: DedupMemory) -> PaneReport
                 stage_partition(plan.output_dir, run_id, table, part, rows, plan.kill_at)
                 for part, rows in sorted(by_partition.items())
             ]
-        lake.commit(
+        manifest = lake.commit(
             run_id,
             sorted(landed),
             staged,
@@ -434,8 +437,7 @@ def commit_pane(plan: StreamPlan, pane: Pane, memory: DedupMemory) -> PaneReport
         if index:
             prune(memory, max(day_number(e.partition_date) for e in index), plan.lookback_days)
     save_committed_states(lake, pane.polls)
-    rows = lake.manifests_by_id()[run_id]["stats"]["rows"]
-    return dataclasses.replace(report, run_id=run_id, rows=dict(rows))
+    return dataclasses.replace(report, run_id=run_id, rows=dict(manifest["stats"]["rows"]))
 
 
 class CommitPanes(beam.DoFn):
