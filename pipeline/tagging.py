@@ -70,8 +70,9 @@ _FOLDING_BLOCKS = [
 ]
 
 
-def _chars_to_fold() -> re.Pattern[str]:
-    """A character class of every character whose folding is more than lowercasing.
+def _chars_to_fold() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Character classes of every character whose folding is more than lowercasing,
+    and of those among them that fold to more or fewer than one character.
 
     Folding then costs one C-level lower() plus a callback per such character
     (accented letters, dashes, fullwidth forms), not a Python call per character.
@@ -79,19 +80,32 @@ def _chars_to_fold() -> re.Pattern[str]:
     punctuation, kana, compatibility and fullwidth forms); elsewhere (Hangul
     syllables, CJK ideographs, emoji) folding is lowercasing.
     """
-    special = []
+    special, resizing = [], []
     for first, last in _FOLDING_BLOCKS:
         for cp in range(first, last + 1):
-            if _fold_char(chr(cp)) != chr(cp):
-                special.append(chr(cp))
-    return re.compile("[" + "".join(re.escape(c) for c in special) + "]")
+            c = chr(cp)
+            folded = _fold_char(c)
+            if folded != c:
+                special.append(c)
+            if len(folded) != 1 or len(c.lower()) != 1:  # ß -> ss, ﬁ -> fi, İ.lower() -> i + dot
+                resizing.append(c)
+    return _char_class(special), _char_class(resizing)
 
 
-_TO_FOLD = _chars_to_fold()
+def _char_class(chars: list[str]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(c) for c in chars) + "]")
+
+
+_TO_FOLD, _RESIZING = _chars_to_fold()
 
 
 def _fold_match(m: re.Match[str]) -> str:
     return _fold_char(m.group())
+
+
+def _fold_run(text: str) -> str:
+    """Folding of text holding no character of `_RESIZING`: as long as the text."""
+    return _TO_FOLD.sub(_fold_match, text.lower())
 
 
 def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
@@ -102,10 +116,21 @@ def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
         folded = _TO_FOLD.sub(_fold_match, lowered)
         if len(folded) == len(text):
             return folded, None
-    parts = [_fold_char(c) for c in text]
+    # A German ß (-> ss) or a ligature: the runs between such characters still
+    # fold the fast way, and only the offsets around them shift.
+    parts: list[str] = []
     offsets: list[int] = []
-    for i, part in enumerate(parts):
-        offsets.extend([i] * len(part))
+    done = 0
+    for m in _RESIZING.finditer(text):
+        at = m.start()
+        parts.append(_fold_run(text[done:at]))
+        offsets.extend(range(done, at))
+        part = _fold_char(m.group())
+        parts.append(part)
+        offsets.extend([at] * len(part))
+        done = at + 1
+    parts.append(_fold_run(text[done:]))
+    offsets.extend(range(done, len(text)))
     return "".join(parts), offsets
 
 
@@ -163,6 +188,20 @@ class _Key(NamedTuple):
     entities: tuple[tuple[str, bool, int], ...]
     exact: tuple[_Pattern, ...]
     cue: tuple[str, int] | None
+
+
+# How a key's span in the folded text follows from its match [s, e) in the padded
+# text: a word " alias " is [s, e - 2); a stem " stem" runs to the next space; an
+# unspaced-script alias is [s - 1, e - 1). _SLOW: worked out match by match.
+_SLOW, _WORD, _STEM, _UNSPACED = 0, 1, 2, 3
+
+
+def _span_kind(key: _Key) -> int:
+    if key.exact:
+        return _SLOW
+    if key.bounded:
+        return _STEM if key.stem else _WORD
+    return _SLOW if key.stem else _UNSPACED
 
 
 def _is_entity_key(key: str) -> bool:
@@ -242,6 +281,7 @@ class Tagger:
         }
         self._automaton: Any = None
         self._keys: list[_Key] = []
+        self._span_kinds: list[int] = []
         self._cue_keys: dict[str, tuple[str, ...]] = {}  # a cue hit's key -> the cue keys
 
     @staticmethod
@@ -290,6 +330,9 @@ class Tagger:
                 cue = (merged, self._rules.mask(cues))
             keys.append(_Key(patterns[0].bounded, patterns[0].stem, entities, exact, cue))
         self._keys = keys
+        # Most keys have no exact form to check: their spans follow from the match
+        # alone (see _span_kind), and their hits are made in comprehensions (_scan).
+        self._span_kinds = [_span_kind(k) for k in keys]
         self._automaton = ahocorasick_rs.AhoCorasick(list(self._patterns))
 
     def _mask(self, key: str) -> int:
@@ -319,14 +362,27 @@ class Tagger:
             self._build()
         folded, offsets = fold_with_offsets(text)
         padded = f" {folded} "
+        matches = self._automaton.find_matches_as_indexes(padded, overlapping=True)
+        if offsets is None:
+            kinds, keys = self._span_kinds, self._keys
+            spans = [
+                (i, s, e - 2)
+                if kind == _WORD
+                else (i, s, padded.find(" ", e) - 1)
+                if kind == _STEM
+                else (i, s - 1, e - 1)
+                for i, s, e in matches
+                if (kind := kinds[i])
+            ]
+            entities = [(s, s - t, k, t, w, m) for i, s, t in spans for k, w, m in keys[i].entities]
+            cues = [(s, s - t, c[0], t, False, c[1]) for i, s, t in spans if (c := keys[i].cue)]
+            matches = [match for match in matches if not kinds[match[0]]]
+        else:
+            entities, cues = [], []
         length = len(folded)
-        entities: list[tuple[Any, ...]] = []
-        cues: list[tuple[Any, ...]] = []
         keys = self._keys
-        for index, match_start, match_end in self._automaton.find_matches_as_indexes(
-            padded, overlapping=True
-        ):
-            bounded, stem, plain, exact, cue = keys[index]
+        for index, match_start, match_end in matches:
+            bounded, stem, plain_hits, exact, cue = keys[index]
             # Back to `folded` coordinates: drop the padding and the leading space.
             if bounded:
                 start = match_start
@@ -340,7 +396,7 @@ class Tagger:
                 start, stop = offsets[start], offsets[stop - 1] + 1
             if cue is not None:
                 cues.append((start, start - stop, cue[0], stop, False, cue[1]))
-            for key, weak, mask in plain:
+            for key, weak, mask in plain_hits:
                 entities.append((start, start - stop, key, stop, weak, mask))
             for p in exact:
                 if _exact_ok(p, text, start, stop, language):

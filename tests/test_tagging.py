@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.tagging import Tagger, TaxonomyError, load_taxonomy, parse_taxonomy
+from pipeline.tagging import Tagger, TaxonomyError, fold, fold_with_offsets, load_taxonomy, parse_taxonomy
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +288,23 @@ def test_document_scope_weighs_as_its_earliest_evidence(passages: Tagger) -> Non
     # Evidence: each group's first selector present, in the group's order (moscow before KP).
     topic = next(t for t in passages.tag("", "Pyongyang waited.\nMoscow held talks.")[1] if t.id == "doc")
     assert topic.evidence == ("Moscow", "Pyongyang", "talks")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Größe, Straße — ﬁnal",
+        "İstanbul: Kim Jong-un and Шойгу",
+        "ß",
+        "ẞ at the start, Choïgou at the end: ß",
+        "ǄǅǆĲ ½ Pjöngjang",
+    ],
+)
+def test_fold_with_offsets_maps_each_folded_character_to_its_source(text: str) -> None:
+    folded, offsets = fold_with_offsets(text)
+    assert offsets is not None and len(offsets) == len(folded)
+    # Character by character folding is the definition; the fast path must agree.
+    assert folded == "".join(fold(c) for c in text)
+    for i, source in enumerate(offsets):
+        assert folded[i] in fold(text[source])
+    assert offsets == sorted(offsets) and set(offsets) <= set(range(len(text)))
