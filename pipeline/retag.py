@@ -11,7 +11,7 @@ applied (re-tagging never drops an article).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -39,8 +39,8 @@ def retag_table(rows: pa.Table, tagger: Tagger) -> pa.Table:
         )
     ]
     values: dict[str, list[Any]] = {
-        "entities": [[asdict(e) for e in entities] for entities, _, _ in tagged],
-        "topics": [[asdict(t) for t in topics] for _, topics, _ in tagged],
+        "entities": [[e._asdict() for e in entities] for entities, _, _ in tagged],
+        "topics": [[t._asdict() for t in topics] for _, topics, _ in tagged],
         "countries": [list(countries) for _, _, countries in tagged],
         "taxonomy_version": [tagger.taxonomy.version] * rows.num_rows,
     }

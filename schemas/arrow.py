@@ -166,6 +166,8 @@ SCHEMA_VERSIONS = {name: t.version for name, t in TABLES.items()}
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple: a struct
+        return {name: _plain(v) for name, v in zip(value._fields, value, strict=True)}
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return value
