@@ -17,7 +17,9 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, reduce
+from itertools import repeat
+from operator import itemgetter, or_
 from typing import Any, NamedTuple
 
 import ahocorasick_rs
@@ -263,6 +265,8 @@ class Tagger:
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy
         self.entities = {e.id: e for e in taxonomy.entities}
+        self._types = {e.id: e.type for e in taxonomy.entities}
+        self._countries = {e.id: e.country for e in taxonomy.entities}
         patterns: dict[str, list[_Pattern]] = defaultdict(list)
         for entity in taxonomy.entities:
             for alias in entity.aliases:
@@ -410,27 +414,9 @@ class Tagger:
     ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
         document = f"{title}\n{text}"
         hits, cues = self._scan(document, language)
-        text_start = len(title) + 1
-        counts: dict[str, int] = {}
-        first: dict[str, int | None] = {}
-        whole = 0
-        for h in hits:
-            whole |= h[_MASK]
-            key = h[_KEY]
-            if key in counts:
-                counts[key] += 1
-                if first[key] is None and h[_START] >= text_start:
-                    first[key] = h[_START] - text_start
-            else:
-                counts[key] = 1
-                first[key] = h[_START] - text_start if h[_START] >= text_start else None
-        entities = tuple(
-            EntityMention(eid, self.entities[eid].type, counts[eid], first[eid])
-            for eid in sorted(counts, key=lambda e: (_position(first[e]), e))
-        )
-        countries = tuple(sorted({c for eid in counts if (c := self.entities[eid].country)}))
-        for h in cues:
-            whole |= h[_MASK]
+        entities, countries = self._entities(hits, len(title) + 1)
+        whole = reduce(or_, map(itemgetter(_MASK), hits), 0)
+        whole = reduce(or_, map(itemgetter(_MASK), cues), whole)
         # Most rules cannot fire anywhere in a given article: check the whole
         # document first, and split it into passages only for rules that can.
         topics: list[TopicMatch] = []
@@ -446,6 +432,22 @@ class Tagger:
             if match is not None:
                 topics.append(match)
         return entities, tuple(topics), countries
+
+    def _entities(
+        self, hits: list[tuple[Any, ...]], text_start: int
+    ) -> tuple[tuple[EntityMention, ...], tuple[str, ...]]:
+        """The entities the hits name, in order of first mention in the text (those
+        only the title names first), and their countries."""
+        counts: dict[str, int] = {}
+        for h in hits:
+            counts[h[_KEY]] = counts.get(h[_KEY], 0) + 1
+        in_text = hits[bisect_left(hits, (text_start,)) :]
+        # Hits are sorted by start: the last value written for a key is its first.
+        first = {h[_KEY]: h[_START] - text_start for h in reversed(in_text)}
+        order = sorted((first.get(key, -1), key) for key in counts)
+        types, country = self._types, self._countries
+        entities = tuple(EntityMention(key, types[key], counts[key], first.get(key)) for _, key in order)
+        return entities, tuple(sorted({c for key in counts if (c := country[key])}))
 
 
 class _Passages:
@@ -470,16 +472,10 @@ class _Passages:
         self.ends = ends
         self.hits = (entities, cues)
         masks: dict[int, int] = {}
-        after = len(document) + 1
         for hits in self.hits:
-            number, bound = -1, -1
-            for h in hits:
-                if h[_START] >= bound:  # in a later passage than the one before `bound`
-                    number = bisect_right(ends, h[_START])
-                    bound = ends[number] if number < len(ends) else after
-                    masks[number] = masks.get(number, 0) | h[_MASK]
-                else:
-                    masks[number] |= h[_MASK]
+            numbers = map(bisect_right, repeat(ends), map(itemgetter(_START), hits))
+            for number, mask in zip(numbers, map(itemgetter(_MASK), hits), strict=True):
+                masks[number] = masks.get(number, 0) | mask
         self.numbers = sorted(masks)
         self.masks = masks
         # Passages never straddle the lead's end (a line end): those numbered
@@ -532,20 +528,30 @@ def _evidence(compiled: _Rule, mask: int, hits: list[tuple[Any, ...]]) -> list[t
     """The hits that make a rule fire in a passage (its `mask` and `hits`) known to
     satisfy it: for each group, the first hit of the group's first selector the
     passage has, then the first cue."""
-    wanted = [next(b for b in bits if mask & b) for bits in compiled.groups]
+    wanted = []
+    for bits in compiled.groups:
+        for b in bits:  # the group's first selector the passage has
+            if mask & b:
+                break
+        wanted.append(b)
     if compiled.cue:
         wanted.append(compiled.cue)
-    return [next(h for h in hits if h[_MASK] & b) for b in wanted]
+    evidence = []
+    for b in wanted:
+        for h in hits:  # the passage's first hit answering for it
+            if h[_MASK] & b:
+                break
+        evidence.append(h)
+    return evidence
 
 
 def _lead_end(title: str, text: str) -> int:
     """Where the lead (first non-blank) paragraph ends in the tagged document."""
-    end = len(title) + 1
-    for line in text.split("\n"):
-        end += len(line) + 1
-        if line.strip():
-            break
-    return end
+    start = 0
+    end = text.find("\n")
+    while end >= 0 and not text[start:end].strip():
+        start, end = end + 1, text.find("\n", end + 1)
+    return len(title) + 1 + (len(text) if end < 0 else end) + 1
 
 
 _WORD_BEFORE = re.compile(r"(\w+) $")
@@ -568,10 +574,6 @@ def _exact_ok(p: _Pattern, text: str, start: int, end: int, language: str | None
             if preceding and preceding[-1] not in '.!?:\n"“«(':
                 return False
     return True
-
-
-def _position(value: int | None) -> int:
-    return -1 if value is None else value
 
 
 _TERMINATORS = ".!?。！？"
