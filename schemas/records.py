@@ -62,7 +62,7 @@ class Entry(_Compact):
 
 
 # The two value types nested in an Article are named tuples rather than dataclasses:
-# the tagger makes a dozen per article, and a frozen dataclass takes 3x as long to build.
+# the tagger makes a dozen per article, and a frozen dataclass takes 4x as long to build.
 class EntityMention(NamedTuple):
     id: str
     type: str
