@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.tagging import Tagger, TaxonomyError, fold, fold_with_offsets, load_taxonomy, parse_taxonomy
+from pipeline.tagging import (
+    _RESIZING,
+    Tagger,
+    TaxonomyError,
+    _fold_char,
+    _fold_run,
+    fold,
+    fold_with_offsets,
+    load_taxonomy,
+    parse_taxonomy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +318,26 @@ def test_fold_with_offsets_maps_each_folded_character_to_its_source(text: str) -
     for i, source in enumerate(offsets):
         assert folded[i] in fold(text[source])
     assert offsets == sorted(offsets) and set(offsets) <= set(range(len(text)))
+
+
+def test_fold_table_agrees_with_folding_by_regex_on_every_bmp_character() -> None:
+    wrong = []
+    for unit in range(0x10000):
+        if 0xD800 <= unit <= 0xDFFF:
+            continue
+        c = chr(unit)
+        expected = _fold_char(c) if _RESIZING.match(c) else _fold_run(c)
+        if fold(c) != expected:
+            wrong.append((hex(unit), fold(c), expected))
+    assert wrong == []
+
+
+def test_characters_beyond_the_bmp_fold_and_keep_offsets(tagger: Tagger) -> None:
+    text = "🚀 Kim Jong-un a reçu Sergueï Choïgou à Pyongyang 🇰🇵"
+    folded, offsets = fold_with_offsets(text)
+    assert folded == "🚀 kim jong un a recu serguei choigou a pyongyang 🇰🇵"
+    assert offsets is None and len(folded) == len(text)
+    first = {e.id: e.first_offset for e in tagger.tag("", text)[0]}
+    assert text[first["kim-jong-un"] :].startswith("Kim Jong-un")
+    assert text[first["sergei-shoigu"] :].startswith("Sergueï Choïgou")
+    assert text[first["pyongyang"] :].startswith("Pyongyang")
