@@ -18,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, reduce
-from itertools import repeat
 from operator import itemgetter, or_
 from typing import Any, NamedTuple
 
@@ -488,11 +487,15 @@ class Tagger:
         lead_end = _lead_end(title, text)
         weights: dict[int, int] = {}
         found: dict[int, tuple[_Passages, int]] = {}  # rule number -> its first passage
-        for scope in rules.scopes(whole):
-            passages = _Passages(scope, document, hits, cues, lead_end)
-            masks, leads = passages.masks, passages.leads
-            for number in passages.numbers:
-                for n in rules.satisfied(scope, masks[number]):
+        scopes = rules.scopes(whole)
+        if scopes:  # entity and cue hits in one list, in order (sorting merges two runs)
+            every = hits + cues
+            every.sort()
+        for scope in scopes:
+            passages = _Passages(scope, document, every, lead_end)
+            leads = passages.leads
+            for number, mask in passages.masks.items():
+                for n in rules.satisfied(scope, mask):
                     if n in weights:
                         weights[n] += 2 if number < leads else 1
                     else:
@@ -524,45 +527,42 @@ class Tagger:
 
 class _Passages:
     """A document's passages (sentences, paragraphs, or the whole document) that
-    hold hits some rule reads: the OR of those hits' masks, and whether the passage
-    is in the lead, by passage number."""
+    hold hits: the OR of their hits' masks and where their hits are, by passage
+    number, and which passages are in the lead."""
 
-    def __init__(
-        self,
-        scope: str,
-        document: str,
-        entities: list[tuple[Any, ...]],
-        cues: list[tuple[Any, ...]],
-        lead_end: int,
-    ) -> None:
+    def __init__(self, scope: str, document: str, hits: list[tuple[Any, ...]], lead_end: int) -> None:
         if scope == "document":
             ends: list[int] = []
         elif scope == "paragraph":
             ends = _line_ends(document)
         else:
             ends = _sentence_ends(document)
-        self.ends = ends
-        self.hits = (entities, cues)
+        self.hits = hits
         masks: dict[int, int] = {}
-        for hits in self.hits:
-            numbers = map(bisect_right, repeat(ends), map(itemgetter(_START), hits))
-            for number, mask in zip(numbers, map(itemgetter(_MASK), hits), strict=True):
-                masks[number] = masks.get(number, 0) | mask
-        self.numbers = sorted(masks)
-        self.masks = masks
+        ranges: dict[int, tuple[int, int]] = {}
+        # Hits are sorted by start: one walk over them, a bisect only where a
+        # hit starts a later passage than the one before it.
+        number, first, mask, bound = 0, 0, 0, -1
+        for i, h in enumerate(hits):
+            if h[_START] >= bound:
+                if i:
+                    masks[number], ranges[number] = mask, (first, i)
+                number = bisect_right(ends, h[_START])
+                bound = ends[number] if number < len(ends) else len(document)
+                first, mask = i, 0
+            mask |= h[_MASK]
+        if hits:
+            masks[number], ranges[number] = mask, (first, len(hits))
+        self.masks = masks  # in passage order
+        self.ranges = ranges
         # Passages never straddle the lead's end (a line end): those numbered
         # below `leads` start before it and are in the lead.
         self.leads = bisect_left(ends, lead_end) + 1
 
     def hits_of(self, number: int) -> list[tuple[Any, ...]]:
-        """The passage's entity and cue hits, entities first."""
-        ends = self.ends
-        low = (ends[number - 1],) if number > 0 else (0,)
-        high = (ends[number],) if number < len(ends) else None
-        out: list[tuple[Any, ...]] = []
-        for hits in self.hits:  # sorted, start first: `(start,)` sorts before any hit there
-            out += hits[bisect_left(hits, low) : len(hits) if high is None else bisect_left(hits, high)]
-        return out
+        """The passage's hits, in order."""
+        first, stop = self.ranges[number]
+        return self.hits[first:stop]
 
 
 def _topic(
