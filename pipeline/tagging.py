@@ -491,8 +491,18 @@ class Tagger:
         if scopes:  # entity and cue hits in one list, in order (sorting merges two runs)
             every = hits + cues
             every.sort()
+            paragraphs = _Passages(every, _line_ends(document), len(document), lead_end)
         for scope in scopes:
-            passages = _Passages(scope, document, every, lead_end)
+            if scope == "paragraph":
+                passages = paragraphs
+            elif scope == "sentence":
+                # A sentence's hits are some of its paragraph's: only paragraphs
+                # that could meet a sentence rule are split into sentences.
+                splits = [paragraphs.span(n) for n, m in paragraphs.masks.items() if scope in rules.scopes(m)]
+                ends = _sentence_ends(document, paragraphs.ends, splits)
+                passages = _Passages(every, ends, len(document), lead_end)
+            else:
+                passages = _Passages(every, [], len(document), lead_end)
             leads = passages.leads
             for number, mask in passages.masks.items():
                 for n in rules.satisfied(scope, mask):
@@ -526,17 +536,14 @@ class Tagger:
 
 
 class _Passages:
-    """A document's passages (sentences, paragraphs, or the whole document) that
-    hold hits: the OR of their hits' masks and where their hits are, by passage
-    number, and which passages are in the lead."""
+    """A document's passages (sentences, paragraphs, or the whole document: each
+    ends at one of `ends`, the last at the document's `length`) that hold hits:
+    the OR of their hits' masks and where their hits are, by passage number, and
+    which passages are in the lead."""
 
-    def __init__(self, scope: str, document: str, hits: list[tuple[Any, ...]], lead_end: int) -> None:
-        if scope == "document":
-            ends: list[int] = []
-        elif scope == "paragraph":
-            ends = _line_ends(document)
-        else:
-            ends = _sentence_ends(document)
+    def __init__(self, hits: list[tuple[Any, ...]], ends: list[int], length: int, lead_end: int) -> None:
+        self.ends = ends
+        self.length = length
         self.hits = hits
         masks: dict[int, int] = {}
         ranges: dict[int, tuple[int, int]] = {}
@@ -548,7 +555,7 @@ class _Passages:
                 if i:
                     masks[number], ranges[number] = mask, (first, i)
                 number = bisect_right(ends, h[_START])
-                bound = ends[number] if number < len(ends) else len(document)
+                bound = ends[number] if number < len(ends) else length
                 first, mask = i, 0
             mask |= h[_MASK]
         if hits:
@@ -558,6 +565,11 @@ class _Passages:
         # Passages never straddle the lead's end (a line end): those numbered
         # below `leads` start before it and are in the lead.
         self.leads = bisect_left(ends, lead_end) + 1
+
+    def span(self, number: int) -> tuple[int, int]:
+        """Where passage `number` starts and ends in the document."""
+        ends = self.ends
+        return (ends[number - 1] if number else 0), (ends[number] if number < len(ends) else self.length)
 
     def hits_of(self, number: int) -> list[tuple[Any, ...]]:
         """The passage's hits, in order."""
@@ -573,11 +585,14 @@ def _topic(
     and `first` the first of them. A topic named in one passage deep in the story
     is a passing mention, not what it is about."""
     rule = compiled.rule
-    evidence = _evidence(compiled, passages.masks[first], passages.hits_of(first))
-    if rule.scope == "document":  # one passage: it weighs as its earliest evidence
-        weight = 2 if min(h[_START] for h in evidence) < lead_end else 1
-    if weight < rule.min_weight:
+    document_scope = rule.scope == "document"
+    if weight < rule.min_weight and not document_scope:
         return None
+    evidence = _evidence(compiled, passages.masks[first], passages.hits_of(first))
+    if document_scope:  # one passage: it weighs as its earliest evidence
+        weight = 2 if min(h[_START] for h in evidence) < lead_end else 1
+        if weight < rule.min_weight:
+            return None
     score = round(min(1.0, weight / (2 * rule.min_weight + 2)), 3)
     spans = tuple(dict.fromkeys(document[h[_START] : h[_END]] for h in evidence))
     return TopicMatch(rule.id, score, spans)
@@ -638,17 +653,19 @@ def _exact_ok(p: _Pattern, text: str, start: int, end: int, language: str | None
 _TERMINATORS = ".!?。！？"
 
 
-def _sentence_ends(document: str) -> list[int]:
-    """Where each sentence ends: after a line's newline, or after a terminator
-    followed by white space or the end (str.find per terminator beats a regex 5×)."""
-    ends = _line_ends(document)
+def _sentence_ends(document: str, line_ends: list[int], spans: list[tuple[int, int]]) -> list[int]:
+    """Where each sentence ends: after a line's newline (`line_ends`), or, within
+    `spans`, after a terminator followed by white space or the end (str.find per
+    terminator beats a regex 5×)."""
+    ends = list(line_ends)
     last = len(document) - 1
-    for terminator in _TERMINATORS:
-        at = document.find(terminator)
-        while at >= 0:
-            if at == last or document[at + 1].isspace():
-                ends.append(at + 1)
-            at = document.find(terminator, at + 1)
+    for low, high in spans:
+        for terminator in _TERMINATORS:
+            at = document.find(terminator, low, high)
+            while at >= 0:
+                if at == last or document[at + 1].isspace():
+                    ends.append(at + 1)
+                at = document.find(terminator, at + 1, high)
     ends.sort()
     return ends
 

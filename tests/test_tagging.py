@@ -256,6 +256,14 @@ PASSAGES = {
             "cues": {"en": ["talks"]},
             "scope": "document",
         },
+        {
+            "id": "sent-treaty",
+            "all_of": [["country:KP"], ["country:RU"]],
+            "cues": {"en": ["treaty"]},
+            "exclude": {"en": ["football"]},
+            "scope": "sentence",
+            "min_weight": 1,
+        },
     ],
 }
 
@@ -290,6 +298,16 @@ def test_sentence_scope_needs_both_sides_in_one_sentence(passages: Tagger) -> No
     assert "sent" not in scores(passages, "Pyongyang waited. Moscow held talks.")
     assert "para" in scores(passages, "Pyongyang waited. Moscow held talks.")
     assert "sent" in scores(passages, "Pyongyang waited.Moscow held talks.")  # no space: one sentence
+
+
+def test_an_exclusion_cue_vetoes_only_its_own_sentence(passages: Tagger) -> None:
+    vetoed = "Pyongyang and Moscow signed a treaty after football."
+    assert "sent-treaty" not in scores(passages, vetoed)
+    # The paragraph holds the exclusion cue, yet its other sentence meets the rule.
+    text = "Pyongyang and Moscow signed a treaty. Pyongyang and Moscow also played football."
+    topic = next(t for t in passages.tag("", text)[1] if t.id == "sent-treaty")
+    assert topic.evidence == ("Pyongyang", "Moscow", "treaty")
+    assert "sent-treaty" in scores(passages, f"Moscow played football.\n{text}")
 
 
 def test_document_scope_weighs_as_its_earliest_evidence(passages: Tagger) -> None:
