@@ -350,6 +350,8 @@ class Tagger:
         self._automaton: Any = None
         self._keys: list[_Key] = []
         self._span_kinds: list[int] = []
+        self._entity_rows: list[tuple[tuple[str, bool, int], ...]] = []  # _Key.entities, by key
+        self._cue_rows: list[tuple[str, int] | None] = []  # _Key.cue, by key
         self._cue_keys: dict[str, tuple[str, ...]] = {}  # a cue hit's key -> the cue keys
 
     @staticmethod
@@ -401,6 +403,8 @@ class Tagger:
         # Most keys have no exact form to check: their spans follow from the match
         # alone (see _span_kind), and their hits are made in comprehensions (_scan).
         self._span_kinds = [_span_kind(k) for k in keys]
+        self._entity_rows = [k.entities for k in keys]
+        self._cue_rows = [k.cue for k in keys]
         self._automaton = ahocorasick_rs.AhoCorasick(list(self._patterns))
 
     def _mask(self, key: str) -> int:
@@ -432,7 +436,7 @@ class Tagger:
         padded = f" {folded} "
         matches = self._automaton.find_matches_as_indexes(padded, overlapping=True)
         if offsets is None:
-            kinds, keys = self._span_kinds, self._keys
+            kinds, rows, cue_rows = self._span_kinds, self._entity_rows, self._cue_rows
             spans = [
                 (i, s, e - 2)
                 if kind == _WORD
@@ -442,8 +446,8 @@ class Tagger:
                 for i, s, e in matches
                 if (kind := kinds[i])
             ]
-            entities = [(s, s - t, k, t, w, m) for i, s, t in spans for k, w, m in keys[i].entities]
-            cues = [(s, s - t, c[0], t, False, c[1]) for i, s, t in spans if (c := keys[i].cue)]
+            entities = [(s, s - t, k, t, w, m) for i, s, t in spans for k, w, m in rows[i]]
+            cues = [(s, s - t, c[0], t, False, c[1]) for i, s, t in spans if (c := cue_rows[i])]
             matches = [match for match in matches if not kinds[match[0]]]
         else:
             entities, cues = [], []
@@ -531,7 +535,8 @@ class Tagger:
         first = {h[_KEY]: h[_START] - text_start for h in reversed(in_text)}
         order = sorted((first.get(key, -1), key) for key in counts)
         types, country = self._types, self._countries
-        entities = tuple(EntityMention(key, types[key], counts[key], first.get(key)) for _, key in order)
+        mention = EntityMention
+        entities = tuple([_new(mention, (key, types[key], counts[key], first.get(key))) for _, key in order])
         return entities, tuple(sorted({c for key in counts if (c := country[key])}))
 
 
@@ -593,9 +598,19 @@ def _topic(
         weight = 2 if min(h[_START] for h in evidence) < lead_end else 1
         if weight < rule.min_weight:
             return None
-    score = round(min(1.0, weight / (2 * rule.min_weight + 2)), 3)
-    spans = tuple(dict.fromkeys(document[h[_START] : h[_END]] for h in evidence))
-    return TopicMatch(rule.id, score, spans)
+    spans = tuple(dict.fromkeys([document[h[_START] : h[_END]] for h in evidence]))
+    return _new(TopicMatch, (rule.id, _score(weight, rule.min_weight), spans))
+
+
+@cache
+def _score(weight: int, min_weight: int) -> float:
+    # Cached: round() to 3 digits costs more than the rest of a topic's scoring.
+    return round(min(1.0, weight / (2 * min_weight + 2)), 3)
+
+
+# Records are named tuples built with tuple.__new__: their own __new__ is a
+# Python function and would double the cost of building one.
+_new = tuple.__new__
 
 
 def _evidence(compiled: _Rule, mask: int, hits: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
