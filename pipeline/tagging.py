@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, reduce
-from operator import itemgetter, or_
+from operator import or_
 from typing import Any, NamedTuple
 
 import ahocorasick_rs
@@ -483,19 +483,16 @@ class Tagger:
         document = f"{title}\n{text}"
         hits, cues = self._scan(document, language)
         entities, countries = self._entities(hits, len(title) + 1)
-        whole = reduce(or_, map(itemgetter(_MASK), hits), 0)
-        whole = reduce(or_, map(itemgetter(_MASK), cues), whole)
-        # Most rules cannot fire anywhere in a given article: passages are made
-        # only for the scopes of rules the whole document meets.
         rules = self._rules
         lead_end = _lead_end(title, text)
         weights: dict[int, int] = {}
         found: dict[int, tuple[_Passages, int]] = {}  # rule number -> its first passage
-        scopes = rules.scopes(whole)
-        if scopes:  # entity and cue hits in one list, in order (sorting merges two runs)
-            every = hits + cues
-            every.sort()
-            paragraphs = _Passages(every, _line_ends(document), len(document), lead_end)
+        every = hits + cues  # entity and cue hits in one list, in order (sorting merges two runs)
+        every.sort()
+        paragraphs = _Passages(every, _line_ends(document), len(document), lead_end)
+        # Most rules cannot fire anywhere in a given article: passages of other
+        # scopes are made only for rules the whole document meets.
+        scopes = rules.scopes(reduce(or_, paragraphs.masks.values(), 0))
         for scope in scopes:
             if scope == "paragraph":
                 passages = paragraphs
