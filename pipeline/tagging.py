@@ -530,11 +530,13 @@ class Tagger:
         in_text = hits[bisect_left(hits, (text_start,)) :]
         # Hits are sorted by start: the last value written for a key is its first.
         first = {h[_KEY]: h[_START] - text_start for h in reversed(in_text)}
-        order = sorted((first.get(key, -1), key) for key in counts)
+        order = sorted([(first.get(key, -1), key) for key in counts])
         types, country = self._types, self._countries
         mention = EntityMention
         entities = tuple([_new(mention, (key, types[key], counts[key], first.get(key))) for _, key in order])
-        return entities, tuple(sorted({c for key in counts if (c := country[key])}))
+        countries = set(map(country.__getitem__, counts))
+        countries.discard(None)
+        return entities, tuple(sorted(countries))
 
 
 class _Passages:
