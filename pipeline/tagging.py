@@ -304,8 +304,8 @@ class _Rules:
         return numbers
 
 
-# Masks seen before a memo is emptied: bounds a long-lived worker's memory (a few MB).
-_MEMO_SIZE = 50_000
+# Masks seen before a memo is emptied: bounds a long-lived worker's memory (under 1 MB a memo).
+_MEMO_SIZE = 10_000
 
 
 def _or(masks: Iterable[int]) -> int:

@@ -359,3 +359,23 @@ def test_characters_beyond_the_bmp_fold_and_keep_offsets(tagger: Tagger) -> None
     assert text[first["kim-jong-un"] :].startswith("Kim Jong-un")
     assert text[first["sergei-shoigu"] :].startswith("Sergueï Choïgou")
     assert text[first["pyongyang"] :].startswith("Pyongyang")
+
+
+def test_rule_memos_stay_bounded_and_answer_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.tagging as tagging
+
+    monkeypatch.setattr(tagging, "_MEMO_SIZE", 3)
+    texts = [
+        "Pyongyang and Moscow held talks.",
+        "Pyongyang waited. Moscow held talks.",
+        "Moscow signed a treaty with Pyongyang after football.",
+        "Pyongyang and Moscow signed a treaty.\nMoscow held talks in Pyongyang.",
+        "Moscow held talks.",
+    ]
+    bounded = Tagger(parse_taxonomy(PASSAGES))
+    for _ in range(2):
+        for text in texts:
+            assert bounded.tag("", text) == Tagger(parse_taxonomy(PASSAGES)).tag("", text)
+    memos = [bounded._rules._scopes, *bounded._rules._satisfied.values()]
+    assert max(len(memo) for memo in memos) <= 3
+    assert bounded._rules._scopes  # the memo was used, not bypassed
