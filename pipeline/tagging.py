@@ -421,11 +421,12 @@ class Tagger:
         """Every alias, cue and exclusion cue in `text`, after overlaps, ignore
         phrases and weak aliases are resolved. Spans index into `text`."""
         entities, cues = self._scan(text, language)
-        hits = [Hit(h[_KEY], h[_START], h[_END], h[_WEAK]) for h in entities]
-        for h in cues:
-            hits.extend(Hit(key, h[_START], h[_END], False, False) for key in self._cue_keys[h[_KEY]])
-        hits.sort(key=lambda h: (h.start, h.start - h.end, h.key))
-        return hits
+        # Sorted as plain tuples (start, -length, key, ...), then made Hits.
+        rows = [(s, n, key, e, weak, True) for s, n, key, e, weak, _ in entities]
+        cue_keys = self._cue_keys
+        rows += [(s, n, key, e, False, False) for s, n, cue, e, _, _ in cues for key in cue_keys[cue]]
+        rows.sort()
+        return [_new(Hit, (key, s, e, weak, entity)) for s, _, key, e, weak, entity in rows]
 
     def _scan(self, text: str, language: str | None) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Entity hits (overlaps, ignore phrases and weak aliases resolved) and cue
