@@ -449,7 +449,8 @@ class Tagger:
             ]
             entities = [(s, s - t, k, t, w, m) for i, s, t in spans for k, w, m in rows[i]]
             cues = [(s, s - t, c[0], t, False, c[1]) for i, s, t in spans if (c := cue_rows[i])]
-            matches = [match for match in matches if not kinds[match[0]]]
+            # What the comprehensions left: matches of _SLOW keys (rarely any).
+            matches = [match for match in matches if not kinds[match[0]]] if len(spans) < len(matches) else []
         else:
             entities, cues = [], []
         length = len(folded)
