@@ -499,10 +499,14 @@ class Tagger:
             if scope == "paragraph":
                 passages = paragraphs
             elif scope == "sentence":
-                # A sentence's hits are some of its paragraph's: only paragraphs
-                # that could meet a sentence rule are split into sentences.
-                splits = [paragraphs.span(n) for n, m in paragraphs.masks.items() if scope in rules.scopes(m)]
-                ends = _sentence_ends(document, paragraphs.ends, splits)
+                # A sentence's hits are some of its paragraph's: sentences are
+                # split only from the first to the last paragraph that could meet
+                # a sentence rule.
+                could = [n for n, m in paragraphs.masks.items() if scope in rules.scopes(m)]
+                ends = paragraphs.ends
+                if could:
+                    low, high = paragraphs.span(could[0])[0], paragraphs.span(could[-1])[1]
+                    ends = _sentence_ends(document, ends, low, high)
                 passages = _Passages(every, ends, len(document), lead_end)
             else:
                 passages = _Passages(every, [], len(document), lead_end)
@@ -669,19 +673,18 @@ def _exact_ok(p: _Pattern, text: str, start: int, end: int, language: str | None
 _TERMINATORS = ".!?。！？"
 
 
-def _sentence_ends(document: str, line_ends: list[int], spans: list[tuple[int, int]]) -> list[int]:
-    """Where each sentence ends: after a line's newline (`line_ends`), or, within
-    `spans`, after a terminator followed by white space or the end (str.find per
-    terminator beats a regex 5×)."""
+def _sentence_ends(document: str, line_ends: list[int], low: int, high: int) -> list[int]:
+    """Where each sentence ends: after a line's newline (`line_ends`), or, between
+    `low` and `high`, after a terminator followed by white space or the end
+    (str.find per terminator beats a regex 5×)."""
     ends = list(line_ends)
     last = len(document) - 1
-    for low, high in spans:
-        for terminator in _TERMINATORS:
-            at = document.find(terminator, low, high)
-            while at >= 0:
-                if at == last or document[at + 1].isspace():
-                    ends.append(at + 1)
-                at = document.find(terminator, at + 1, high)
+    for terminator in _TERMINATORS:
+        at = document.find(terminator, low, high)
+        while at >= 0:
+            if at == last or document[at + 1].isspace():
+                ends.append(at + 1)
+            at = document.find(terminator, at + 1, high)
     ends.sort()
     return ends
 
