@@ -270,8 +270,7 @@ class _Rules:
             self.rules.append(_Rule(rule, required, exclude, groups, cue))
         self.selectors = selectors
         # Passage masks repeat across articles: which rules a mask satisfies is
-        # worked out once per mask (per scope), and what scopes a document's
-        # whole mask may need once per whole mask.
+        # worked out once per mask (per scope), and so are the scopes it may need.
         self._satisfied: dict[str, dict[int, tuple[int, ...]]] = {s: {} for s in SCOPES}
         self._scopes: dict[int, tuple[str, ...]] = {}
 
@@ -279,14 +278,15 @@ class _Rules:
         """The bits a hit answering for `keys` sets (keys no rule reads set none)."""
         return _or(1 << self.selectors[k] for k in keys if k in self.selectors)
 
-    def scopes(self, whole: int) -> tuple[str, ...]:
-        """The scopes of the rules a document whose hits' masks OR to `whole` may meet."""
-        scopes = self._scopes.get(whole)
+    def scopes(self, mask: int) -> tuple[str, ...]:
+        """The scopes of the rules whose groups and cue a document or passage with
+        `mask` holds (exclusion cues aside): the only rules that may fire in it."""
+        scopes = self._scopes.get(mask)
         if scopes is None:
             if len(self._scopes) >= _MEMO_SIZE:
                 self._scopes.clear()
-            candidates = (r.rule.scope for r in self.rules if _meets(whole, r.required))
-            scopes = self._scopes[whole] = tuple(dict.fromkeys(candidates))
+            candidates = (r.rule.scope for r in self.rules if _meets(mask, r.required))
+            scopes = self._scopes[mask] = tuple(dict.fromkeys(candidates))
         return scopes
 
     def satisfied(self, scope: str, mask: int) -> tuple[int, ...]:
