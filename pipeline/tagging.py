@@ -269,6 +269,7 @@ class _Rules:
             exclude = bit(f"exclude:{rule.id}") if rule.exclude else 0
             self.rules.append(_Rule(rule, required, exclude, groups, cue))
         self.selectors = selectors
+        self.document_scope = any(rule.scope == "document" for rule in taxonomy.topics)
         # Passage masks repeat across articles: which rules a mask satisfies is
         # worked out once per mask (per scope), and so are the scopes it may need.
         self._satisfied: dict[str, dict[int, tuple[int, ...]]] = {s: {} for s in SCOPES}
@@ -492,21 +493,22 @@ class Tagger:
         every = hits + cues  # entity and cue hits in one list, in order (sorting merges two runs)
         every.sort()
         paragraphs = _Passages(every, _line_ends(document), len(document), lead_end)
-        # Most rules cannot fire anywhere in a given article: passages of other
-        # scopes are made only for rules the whole document meets.
-        scopes = rules.scopes(reduce(or_, paragraphs.masks.values(), 0))
+        # Most rules cannot fire anywhere in a given article. A sentence's hits
+        # are some of its paragraph's: a paragraph or sentence rule may fire only
+        # where a paragraph's mask meets it, a document rule where the whole does.
+        by_paragraph = dict(zip(paragraphs.masks, map(rules.scopes, paragraphs.masks.values()), strict=True))
+        scopes = {scope for paragraph_scopes in by_paragraph.values() for scope in paragraph_scopes}
+        if rules.document_scope and "document" in rules.scopes(reduce(or_, paragraphs.masks.values(), 0)):
+            scopes.add("document")
         for scope in scopes:
             if scope == "paragraph":
                 passages = paragraphs
             elif scope == "sentence":
-                # A sentence's hits are some of its paragraph's: sentences are
-                # split only from the first to the last paragraph that could meet
-                # a sentence rule.
-                could = [n for n, m in paragraphs.masks.items() if scope in rules.scopes(m)]
-                ends = paragraphs.ends
-                if could:
-                    low, high = paragraphs.span(could[0])[0], paragraphs.span(could[-1])[1]
-                    ends = _sentence_ends(document, ends, low, high)
+                # Sentences are split only from the first to the last paragraph
+                # that could meet a sentence rule.
+                could = [n for n, paragraph_scopes in by_paragraph.items() if scope in paragraph_scopes]
+                low, high = paragraphs.span(could[0])[0], paragraphs.span(could[-1])[1]
+                ends = _sentence_ends(document, paragraphs.ends, low, high)
                 passages = _Passages(every, ends, len(document), lead_end)
             else:
                 passages = _Passages(every, [], len(document), lead_end)
