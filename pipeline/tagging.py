@@ -509,7 +509,8 @@ class Tagger:
                 could = [n for n, paragraph_scopes in by_paragraph.items() if scope in paragraph_scopes]
                 low, high = paragraphs.span(could[0])[0], paragraphs.span(could[-1])[1]
                 ends = _sentence_ends(document, paragraphs.ends, low, high)
-                passages = _Passages(every, ends, len(document), lead_end)
+                hits_within = every[paragraphs.ranges[could[0]][0] : paragraphs.ranges[could[-1]][1]]
+                passages = _Passages(hits_within, ends, len(document), lead_end)
             else:
                 passages = _Passages(every, [], len(document), lead_end)
             leads = passages.leads
