@@ -707,15 +707,13 @@ def _drop_overlaps(hits: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     over "Corée", "FC Seoul" over "Seoul"). `hits` are sorted; ignore phrases are
     dropped once they have shadowed what they cover."""
     kept = []
-    taken_until = -1
-    last_span = (-1, -1)
+    taken_from = taken_until = -1
     for h in hits:
         if h[_START] >= taken_until:
-            taken_until = h[_END]
-            last_span = (h[_START], h[_END])
+            taken_from, taken_until = h[_START], h[_END]
             if h[_KEY] != "ignore":
                 kept.append(h)
-        elif (h[_START], h[_END]) == last_span and h[_KEY] != "ignore":
+        elif h[_START] == taken_from and h[_END] == taken_until and h[_KEY] != "ignore":
             kept.append(h)  # the same span may name two entities; keep both
     return kept
 
