@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, reduce
-from operator import or_
+from operator import itemgetter, or_
 from typing import Any, NamedTuple
 
 import ahocorasick_rs
@@ -208,6 +208,7 @@ class Hit(NamedTuple):
 # Entity hits (aliases and ignore phrases) and cue hits are kept apart: only the
 # former take part in overlaps, counts and weak aliases, and there are fewer of them.
 _START, _KEY, _END, _WEAK, _MASK = 0, 2, 3, 4, 5
+_by_start = itemgetter(_START)
 _CUE_SEPARATOR = "|"
 
 
@@ -490,8 +491,11 @@ class Tagger:
         lead_end = _lead_end(title, text)
         weights: dict[int, int] = {}
         found: dict[int, tuple[_Passages, int]] = {}  # rule number -> its first passage
-        every = hits + cues  # entity and cue hits in one list, in order (sorting merges two runs)
-        every.sort()
+        # Entity and cue hits in one list by start (sorting merges two runs). The
+        # sort is stable and no bit is both an entity's and a cue's, so each
+        # passage's first hit answering for a bit is as in either list.
+        every = hits + cues
+        every.sort(key=_by_start)
         paragraphs = _Passages(every, _line_ends(document), len(document), lead_end)
         # Most rules cannot fire anywhere in a given article. A sentence's hits
         # are some of its paragraph's: a paragraph or sentence rule may fire only
