@@ -15,9 +15,9 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache, reduce
+from functools import cache, partial, reduce
 from operator import itemgetter, or_
 from typing import Any, NamedTuple
 
@@ -271,42 +271,46 @@ class _Rules:
             self.rules.append(_Rule(rule, required, exclude, groups, cue))
         self.selectors = selectors
         self.document_scope = any(rule.scope == "document" for rule in taxonomy.topics)
-        # Passage masks repeat across articles: which rules a mask satisfies is
-        # worked out once per mask (per scope), and so are the scopes it may need.
-        self._satisfied: dict[str, dict[int, tuple[int, ...]]] = {s: {} for s in SCOPES}
-        self._scopes: dict[int, tuple[str, ...]] = {}
+        # Passage masks repeat across articles: which rules a mask may meet and
+        # which it does are worked out once per mask, then looked up (in C).
+        self.scopes = _Memo(self._scopes_of)  # mask -> scopes of the rules it may meet
+        self.satisfied = {  # scope -> mask -> numbers of that scope's rules it satisfies
+            scope: _Memo(partial(self._satisfied_by, scope)) for scope in SCOPES
+        }
 
     def mask(self, keys: Iterable[str]) -> int:
         """The bits a hit answering for `keys` sets (keys no rule reads set none)."""
         return _or(1 << self.selectors[k] for k in keys if k in self.selectors)
 
-    def scopes(self, mask: int) -> tuple[str, ...]:
+    def _scopes_of(self, mask: int) -> tuple[str, ...]:
         """The scopes of the rules whose groups and cue a document or passage with
         `mask` holds (exclusion cues aside): the only rules that may fire in it."""
-        scopes = self._scopes.get(mask)
-        if scopes is None:
-            if len(self._scopes) >= _MEMO_SIZE:
-                self._scopes.clear()
-            candidates = (r.rule.scope for r in self.rules if _meets(mask, r.required))
-            scopes = self._scopes[mask] = tuple(dict.fromkeys(candidates))
-        return scopes
+        return tuple(dict.fromkeys(r.rule.scope for r in self.rules if _meets(mask, r.required)))
 
-    def satisfied(self, scope: str, mask: int) -> tuple[int, ...]:
+    def _satisfied_by(self, scope: str, mask: int) -> tuple[int, ...]:
         """The numbers of the rules of `scope` that a passage with `mask` satisfies."""
-        memo = self._satisfied[scope]
-        numbers = memo.get(mask)
-        if numbers is None:
-            if len(memo) >= _MEMO_SIZE:
-                memo.clear()
-            numbers = memo[mask] = tuple(
-                n
-                for n, r in enumerate(self.rules)
-                if r.rule.scope == scope and not mask & r.exclude and _meets(mask, r.required)
-            )
-        return numbers
+        return tuple(
+            n
+            for n, r in enumerate(self.rules)
+            if r.rule.scope == scope and not mask & r.exclude and _meets(mask, r.required)
+        )
 
 
-# Masks seen before a memo is emptied: bounds a long-lived worker's memory (under 1 MB a memo).
+class _Memo(dict[int, Any]):
+    """Values computed on first lookup by `compute`; emptied when it holds
+    `_MEMO_SIZE` of them, which bounds a long-lived worker's memory (under 1 MB)."""
+
+    def __init__(self, compute: Callable[[int], Any]) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: int) -> Any:
+        if len(self) >= _MEMO_SIZE:
+            self.clear()
+        value = self[key] = self.compute(key)
+        return value
+
+
 _MEMO_SIZE = 10_000
 
 
@@ -500,9 +504,11 @@ class Tagger:
         # Most rules cannot fire anywhere in a given article. A sentence's hits
         # are some of its paragraph's: a paragraph or sentence rule may fire only
         # where a paragraph's mask meets it, a document rule where the whole does.
-        by_paragraph = dict(zip(paragraphs.masks, map(rules.scopes, paragraphs.masks.values()), strict=True))
+        by_paragraph = dict(
+            zip(paragraphs.masks, map(rules.scopes.__getitem__, paragraphs.masks.values()), strict=True)
+        )
         scopes = {scope for paragraph_scopes in by_paragraph.values() for scope in paragraph_scopes}
-        if rules.document_scope and "document" in rules.scopes(reduce(or_, paragraphs.masks.values(), 0)):
+        if rules.document_scope and "document" in rules.scopes[reduce(or_, paragraphs.masks.values(), 0)]:
             scopes.add("document")
         for scope in scopes:
             if scope == "paragraph":
@@ -517,9 +523,9 @@ class Tagger:
                 passages = _Passages(hits_within, ends, len(document), lead_end)
             else:
                 passages = _Passages(every, [], len(document), lead_end)
-            leads = passages.leads
+            leads, satisfied = passages.leads, rules.satisfied[scope]
             for number, mask in passages.masks.items():
-                for n in rules.satisfied(scope, mask):
+                for n in satisfied[mask]:
                     if n in weights:
                         weights[n] += 2 if number < leads else 1
                     else:

@@ -376,6 +376,6 @@ def test_rule_memos_stay_bounded_and_answer_alike(monkeypatch: pytest.MonkeyPatc
     for _ in range(2):
         for text in texts:
             assert bounded.tag("", text) == Tagger(parse_taxonomy(PASSAGES)).tag("", text)
-    memos = [bounded._rules._scopes, *bounded._rules._satisfied.values()]
+    memos = [bounded._rules.scopes, *bounded._rules.satisfied.values()]
     assert max(len(memo) for memo in memos) <= 3
-    assert bounded._rules._scopes  # the memo was used, not bypassed
+    assert bounded._rules.scopes  # the memo was used, not bypassed
