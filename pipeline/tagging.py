@@ -126,9 +126,8 @@ def _fold_table() -> np.ndarray[Any, np.dtype[np.uint16]]:
         c = chr(unit)
         if 0xD800 <= unit <= 0xDFFF or _RESIZING.match(c):
             continue
-        lowered = c.lower()
-        folded = _TO_FOLD.sub(_fold_match, lowered) if len(lowered) == 1 else ""
-        if len(folded) == 1 and not 0xD800 <= ord(folded) <= 0xDFFF and ord(folded) <= 0xFFFF:
+        folded = _fold_run(c)
+        if len(folded) == 1 and ord(folded) <= 0xFFFF:
             table[unit] = ord(folded)
     return table
 
