@@ -237,6 +237,42 @@ def _span_kind(key: _Key) -> int:
     return _SLOW if key.stem else _UNSPACED
 
 
+def _unshadowed(patterns: dict[str, list[_Pattern]]) -> dict[str, list[_Pattern]]:
+    """The automaton keys and their patterns, less each pattern a stem shadows.
+
+    Where a word-bounded key starts with a stem of the same entity or cue
+    (" российск" after " росси", " minister " after " minist", " xi jinping "
+    after " xi jinping") and holds no further space, every match of it is a
+    match of the stem on the same span: it would only make a second, identical
+    hit (and count a mention twice). Keys left with no pattern go.
+    """
+    stems = {text: ps for text, ps in patterns.items() if ps[0].bounded and ps[0].stem}
+    out = {}
+    for text, ps in patterns.items():
+        if not ps[0].bounded:
+            out[text] = ps
+            continue
+        is_stem = ps[0].stem
+        tail = text if is_stem else text[:-1]
+        shadowing = [
+            s
+            for n in range(2, len(tail) + (not is_stem))  # a stem may spell a word whole
+            if " " not in tail[n:]
+            for s in stems.get(tail[:n], ())
+        ]
+        kept = [p for p in ps if not any(_shadows(s, p) for s in shadowing)]
+        if kept:
+            out[text] = kept
+    return out
+
+
+def _shadows(stem: _Pattern, p: _Pattern) -> bool:
+    """Whether a hit of `stem` makes one of `p` (on the same span) redundant."""
+    if p.kind == "exact" or stem.kind == "exact" or stem.key != p.key:
+        return False
+    return stem.kind == "full" or p.kind == "weak"
+
+
 def _is_entity_key(key: str) -> bool:
     return not key.startswith(("cue:", "exclude:"))
 
@@ -389,8 +425,8 @@ class Tagger:
 
     def _build(self) -> None:
         """The automaton and what each of its keys stands for (once per worker)."""
-        keys = []
-        for patterns in self._patterns.values():
+        keys, texts = [], []
+        for text, patterns in _unshadowed(self._patterns).items():
             entities = tuple(
                 (p.key, p.kind == "weak", self._mask(p.key))
                 for p in patterns
@@ -404,13 +440,14 @@ class Tagger:
                 self._cue_keys[merged] = tuple(cues)
                 cue = (merged, self._rules.mask(cues))
             keys.append(_Key(patterns[0].bounded, patterns[0].stem, entities, exact, cue))
+            texts.append(text)
         self._keys = keys
         # Most keys have no exact form to check: their spans follow from the match
         # alone (see _span_kind), and their hits are made in comprehensions (_scan).
         self._span_kinds = [_span_kind(k) for k in keys]
         self._entity_rows = [k.entities for k in keys]
         self._cue_rows = [k.cue for k in keys]
-        self._automaton = ahocorasick_rs.AhoCorasick(list(self._patterns))
+        self._automaton = ahocorasick_rs.AhoCorasick(texts)
 
     def _mask(self, key: str) -> int:
         return self._rules.mask(self._selectors.get(key, (key,)))

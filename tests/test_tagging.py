@@ -167,6 +167,32 @@ def small() -> Tagger:
     return Tagger(parse_taxonomy(SMALL))
 
 
+def test_a_word_two_aliases_spell_is_one_mention(tagger: Tagger) -> None:
+    # "Российский" is both "Росси*" and "российск*"; "Xi Jinping" a word and a stem.
+    text = "Российский министр прибыл в Пекин. Си Цзиньпин и Xi Jinping. Минобороны России."
+    entities = tagger.tag("", text)[0]
+    assert {(e.id, e.mentions) for e in entities} >= {("russia", 2), ("xi-jinping", 2)}
+    stems = parse_taxonomy(
+        {
+            "version": "t",
+            "entities": [
+                {
+                    "id": "russia",
+                    "type": "country",
+                    "aliases": {"en": ["Russ*", "Russian", "Russian Federation"]},
+                }
+            ],
+            "topics": [{"id": "visits", "all_of": [["russia"]], "cues": {"en": ["minist*", "minister"]}}],
+        }
+    )
+    hits = Tagger(stems).find("The Russian minister. The Russian Federation.")
+    assert [(h.key, h.start, h.end) for h in hits] == [
+        ("russia", 4, 11),
+        ("cue:visits", 12, 20),
+        ("russia", 26, 44),  # the longer alias still wins over the stem inside it
+    ]
+
+
 def test_weak_alias_counts_only_beside_a_full_mention(small: Tagger) -> None:
     assert ids(small, "Kim scored twice for the national team.") == set()
     entities = small.tag("", "Kim Jong Un arrived. Later, Kim spoke.")[0]
