@@ -759,8 +759,15 @@ def _drop_overlaps(hits: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             taken_from, taken_until = h[_START], h[_END]
             if h[_KEY] != "ignore":
                 kept.append(h)
-        elif h[_START] == taken_from and h[_END] == taken_until and h[_KEY] != "ignore":
-            kept.append(h)  # the same span may name two entities; keep both
+        elif (
+            h[_START] == taken_from
+            and h[_END] == taken_until
+            and h[_KEY] != "ignore"
+            and (not kept or kept[-1][_KEY] != h[_KEY] or kept[-1][_START] != taken_from)
+        ):
+            # The same span may name two entities: keep both, but each once (an
+            # exact alias may spell a full one; sorted, repeats are adjacent).
+            kept.append(h)
     return kept
 
 

@@ -186,6 +186,22 @@ def test_a_word_two_aliases_spell_is_one_mention(tagger: Tagger) -> None:
         }
     )
     hits = Tagger(stems).find("The Russian minister. The Russian Federation.")
+    twice = parse_taxonomy(
+        {
+            "version": "t",
+            "entities": [
+                {
+                    "id": "russia",
+                    "type": "country",
+                    "aliases": {"vi": ["Nga"]},
+                    "exact_aliases": {"vi": ["Nga"]},
+                },
+            ],
+        }
+    )
+    assert [(e.id, e.mentions) for e in Tagger(twice).tag("", "Tổng thống Nga đã đến.", "vi")[0]] == [
+        ("russia", 1)
+    ]
     assert [(h.key, h.start, h.end) for h in hits] == [
         ("russia", 4, 11),
         ("cue:visits", 12, 20),
