@@ -6,9 +6,10 @@ import json
 import resource
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from connectors.http import HttpSettings
+from connectors.fetch import HttpSettings
 from connectors.seeds import parse_seed, read_seed_dir
 from pipeline.clean import clean_entry
 from pipeline.config import RunConfig
@@ -21,7 +22,7 @@ def pure_functions(seeds: Path) -> int:
     """The same stage functions in one plain loop: the no-Beam baseline."""
     tagger = Tagger(load_taxonomy())
     articles = 0
-    for raw in read_seed_dir(seeds):
+    for raw in read_seed_dir(seeds, datetime.now(timezone.utc)):
         for entry in parse_seed(raw).entries:
             article = clean_entry(entry)
             if isinstance(article, Article):

@@ -8,8 +8,6 @@ The server runs in its own process (asyncio, keep-alive), so the CPU time measur
 - naive: the first poller - one shared sync httpx.Client with a pool of
   2 x concurrency connections, one thread per concurrent request (the baseline);
 - httpcore: `poll_feeds` (async, every check on) over httpx's own async transport;
-- previous: the poller before the lean transport call (`bench/previous_poller.py`):
-  httpx Request/Response per hop over the aiohttp transport;
 - via httpx: `poll_feeds` today, with the aiohttp transport hidden behind a plain
   httpx transport, so every exchange is an httpx Request and Response again;
 - shipped: `poll_feeds` as shipped (the aiohttp transport called through `open`);
@@ -36,8 +34,8 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.previous_poller import poll_feeds_previous
-from connectors.http import ACCEPT, FeedSource, FetchOutcome, HttpSettings, _poll_all, poll_feeds
+from connectors.fetch import HttpSettings
+from connectors.http import ACCEPT, FeedSource, FetchOutcome, poll_all, poll_feeds
 from connectors.state import FeedState
 from connectors.transport import AiohttpTransport
 
@@ -115,12 +113,6 @@ class _HttpxOnly(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def previous(sources: list[FeedSource], states: dict[str, FeedState], settings: HttpSettings) -> list[int]:
-    outcomes = poll_feeds_previous(sources, states, settings, NOW)
-    assert all(o.status in ("ok", "not_modified", "unchanged") for o in outcomes)
-    return [o.state.last_http_status or 0 for o in outcomes]
-
-
 def plain_aiohttp(
     sources: list[FeedSource], states: dict[str, FeedState], settings: HttpSettings
 ) -> list[int]:
@@ -152,7 +144,7 @@ def shipped(transport: Callable[[], httpx.AsyncBaseTransport | None]) -> Callabl
     def run(sources: list[FeedSource], states: dict[str, FeedState], settings: HttpSettings) -> list[int]:
         async def closing(given: httpx.AsyncBaseTransport) -> list[FetchOutcome]:
             try:  # poll_feeds leaves a given transport open: it belongs to the caller
-                return await _poll_all(sources, states, settings, given, NOW)
+                return await poll_all(sources, states, settings, given, NOW)
             finally:
                 await given.aclose()
 
@@ -175,7 +167,6 @@ VARIANTS: dict[str, Callable[..., list[int]]] = {
     "httpcore (async httpx)": shipped(
         lambda: httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=100))
     ),
-    "aiohttp, previous poller": previous,
     "aiohttp via httpx Request/Response": shipped(_HttpxOnly),
     "aiohttp transport (shipped)": shipped(lambda: None),
     "plain aiohttp (floor, no checks)": plain_aiohttp,
@@ -207,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             concurrency=args.concurrency,
             per_host_concurrency=args.concurrency,
             per_host_min_gap=0.0,
+            allow_hosts=("127.0.0.1",),  # the bench server
         )
         known = FeedState(etag=ETAG, last_full_fetch_at=NOW.isoformat())
         modes = {"200": {}, "304": {s.url: known for s in sources}}

@@ -1,8 +1,8 @@
 """Full-article fetching for feeds that carry only a teaser (`fetch_articles = true`).
 
 The driver picks the new entries of feed documents that changed this poll,
-fetches each page once (robots.txt honoured, the configured User-Agent sent,
-every connection through `netguard`), and returns the pages as `RawFetch`
+fetches each page once through the fetch core (robots.txt honoured, the
+configured User-Agent sent, every hop checked by the address policy), and returns the pages as `RawFetch`
 records of kind `article_page` to be landed with the feeds. A page that could
 not be fetched is landed too, as an error record with its reason, so the
 pipeline can say why that article kept its teaser. Text extraction
@@ -11,14 +11,12 @@ pipeline can say why that article kept its teaser. Text extraction
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urldefrag
@@ -28,8 +26,19 @@ from protego import Protego
 
 from connectors.errors import PERMANENT, RETRYABLE, Problem
 from connectors.feeds import parse_feed_bytes
-from connectors.http import FetchOutcome, HttpSettings
-from connectors.netguard import GuardedTransport, NetPolicy, Refused
+from connectors.fetch import (
+    FETCH_ERRORS,
+    Fetcher,
+    FetchFailure,
+    HttpSettings,
+    default_headers,
+    describe,
+    failure,
+    within,
+    without_userinfo,
+)
+from connectors.http import FetchOutcome
+from connectors.netguard import Resolver, system_resolver
 from connectors.state import write_json_atomic
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import RawFetch
@@ -48,19 +57,13 @@ class ArticleSettings:
     concurrency: int = 2  # hosts fetched at once; one request at a time per host
     min_chars: int = 200  # shorter extracted text counts as a failed extraction
     remember_days: int = 30  # fetched URLs are not fetched again for this long
-    allow_hosts: tuple[str, ...] = ()  # hosts, addresses, networks (host:port for one port) to let through
+    allow_hosts: tuple[str, ...] = ()  # an alias of `[http] allow_hosts`, added to it for pages
 
 
 @dataclass(frozen=True)
 class PageRequest:
     source: str  # the feed the entry came from
     url: str  # the entry's link as the feed gives it: the join key in the pipeline
-
-
-class _Failure(Exception):
-    def __init__(self, reason: str, detail: str, kind: str, http_status: int | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail, self.kind, self.http_status = reason, detail, kind, http_status
 
 
 # --- which pages ----------------------------------------------------------
@@ -94,115 +97,37 @@ def new_page_requests(
     return requests if limit is None else requests[:limit]
 
 
-# --- reading a body -------------------------------------------------------
-
-
-def _decoder(encoding: str) -> Callable[[bytes, int], bytes] | None:
-    """An incremental decoder that never returns more than `limit` bytes per call."""
-    if encoding in ("", "identity"):
-        return lambda chunk, limit: chunk
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
-        inflater = zlib.decompressobj(wbits)
-        return lambda chunk, limit: inflater.decompress(chunk, limit + 1)
-    return None
-
-
-def read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> bytes:
-    """The decoded body, cut off past `max_bytes` decoded bytes or past `deadline`.
-
-    Decoding is done here, bounded per chunk: a few KB of gzip that inflate to
-    gigabytes never get the chance to.
-    """
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise _Failure("too_large", f"Content-Length {declared} exceeds {max_bytes} bytes", PERMANENT)
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    decode = _decoder(encoding)
-    if decode is None:
-        raise _Failure("bad_encoding", f"unsupported Content-Encoding {encoding!r}", PERMANENT)
-    parts: list[bytes] = []
-    size = 0
-    for chunk in response.iter_raw():
-        try:
-            data = decode(chunk, max_bytes - size)
-        except zlib.error as exc:
-            raise _Failure("bad_encoding", f"corrupt {encoding} body: {exc}", PERMANENT) from exc
-        size += len(data)
-        if size > max_bytes:
-            raise _Failure("too_large", f"body exceeds {max_bytes} bytes", PERMANENT)
-        if time.monotonic() > deadline:
-            raise _Failure("deadline", "body not complete within the page deadline", RETRYABLE)
-        parts.append(data)
-    return b"".join(parts)
-
-
 # --- fetching -------------------------------------------------------------
 
 
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {str(exc) or type(exc).__name__}"[:300]
-
-
 class PageFetcher:
-    """Fetches article pages and their robots.txt through one guarded client."""
+    """Fetches article pages and their robots.txt through the fetch core: one request at a
+    time per host, `concurrency` hosts at once, every hop checked by the address policy."""
 
     def __init__(
         self,
         settings: ArticleSettings,
         http: HttpSettings,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
-        self.settings, self.http = settings, http
-        self.policy = NetPolicy.from_entries(settings.allow_hosts)
-        self.client = httpx.Client(
-            transport=transport or GuardedTransport(self.policy),
-            timeout=httpx.Timeout(
-                connect=http.connect_timeout, read=http.read_timeout, write=http.read_timeout, pool=None
-            ),
-            follow_redirects=False,  # followed by hand: each hop is checked before it is requested
-            headers={
-                "User-Agent": http.user_agent,
-                "Accept": ACCEPT_HTML,
-                "Accept-Encoding": "gzip, deflate",
-            },
-            trust_env=False,
+        self.settings = settings
+        page_http = replace(
+            http,
+            allow_hosts=(*http.allow_hosts, *settings.allow_hosts),
+            concurrency=settings.concurrency,
+            per_host_concurrency=1,
         )
+        self.fetcher = Fetcher(page_http, transport, resolver)
+        self.headers = default_headers(http, ACCEPT_HTML)
         self.robots_agent = http.user_agent.split("/", 1)[0].split()[0] if http.user_agent else "*"
-        self._robots: dict[str, Protego | _Failure | None] = {}
-        self._robots_locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
+        self._robots: dict[str, Protego | FetchFailure | None] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
 
-    def close(self) -> None:
-        self.client.close()
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()
 
-    def __enter__(self) -> PageFetcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _get(
-        self, url: str, deadline: float, max_bytes: int, obey_robots: bool = False
-    ) -> tuple[httpx.Response, bytes, str]:
-        """GET with redirects followed by hand, each hop checked before it is requested;
-        returns the final response, body and URL."""
-        target = self.policy.check_url(url)
-        for _ in range(self.http.max_redirects + 1):
-            if time.monotonic() > deadline:
-                raise _Failure("deadline", "page not fetched within the page deadline", RETRYABLE)
-            if obey_robots:
-                self._check_robots(str(target))
-            with self.client.stream("GET", target) as response:
-                location = response.headers.get("location")
-                if response.is_redirect and location:
-                    target = self.policy.check_url(target.join(location))
-                    continue
-                body = read_capped(response, max_bytes, deadline) if response.status_code < 400 else b""
-                return response, body, str(target)
-        raise _Failure("redirects", f"more than {self.http.max_redirects} redirects", PERMANENT)
-
-    def robots(self, url: str) -> Protego | _Failure | None:
+    async def robots(self, url: str) -> Protego | FetchFailure | None:
         """The parsed robots.txt of url's origin (None: no rules), or why it counts as disallowing all.
 
         Fetched once per origin per run; 4xx means no rules, 5xx or a network
@@ -210,76 +135,82 @@ class PageFetcher:
         """
         parsed = httpx.URL(url)
         origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
-        with self._lock:
-            lock = self._robots_locks.setdefault(origin, threading.Lock())
-        with lock:
+        lock = self._robots_locks.setdefault(origin, asyncio.Lock())
+        async with lock:
             if origin not in self._robots:
-                self._robots[origin] = self._fetch_robots(origin)
+                self._robots[origin] = await self._fetch_robots(origin)
             return self._robots[origin]
 
-    def _fetch_robots(self, origin: str) -> Protego | _Failure | None:
-        deadline = time.monotonic() + self.settings.page_deadline
+    async def _fetch_robots(self, origin: str) -> Protego | FetchFailure | None:
+        deadline = self.settings.page_deadline
         try:
-            response, body, _ = self._get(f"{origin}/robots.txt", deadline, ROBOTS_MAX_BYTES)
-        except _Failure as exc:
-            if exc.reason == "too_large":
+            got = await within(
+                deadline, self.fetcher.get(f"{origin}/robots.txt", self.headers, max_bytes=ROBOTS_MAX_BYTES)
+            )
+        except FETCH_ERRORS as exc:
+            problem = failure(exc, deadline)
+            if problem.reason == "too_large":
                 return None  # nobody serves half a megabyte of rules; treat as none
-            return _Failure("robots_unavailable", f"robots.txt: {exc}", RETRYABLE)
-        except Refused as exc:
-            return _Failure(exc.reason, f"robots.txt: {exc.detail}", PERMANENT)
-        except httpx.HTTPError as exc:
-            return _Failure("robots_unavailable", f"robots.txt: {_describe(exc)}", RETRYABLE)
-        status = response.status_code
+            if problem.reason.startswith("refused"):
+                return FetchFailure(PERMANENT, problem.reason, f"robots.txt: {problem.detail}")
+            return FetchFailure(RETRYABLE, "robots_unavailable", f"robots.txt: {problem.message}")
+        status = got.status
         if status >= 500:
-            return _Failure("robots_unavailable", f"robots.txt: HTTP {status}", RETRYABLE, status)
+            return FetchFailure(RETRYABLE, "robots_unavailable", f"robots.txt: HTTP {status}", status)
         if status >= 400 or status in (204, 304):
             return None
         try:
-            return Protego.parse(body.decode("utf-8", "replace"))
+            return Protego.parse(got.body.decode("utf-8", "replace"))
         except Exception:  # a parser bug in someone's robots.txt: no rules is what browsers see
             return None
 
-    def _check_robots(self, url: str) -> None:
-        rules = self.robots(url)
-        if isinstance(rules, _Failure):
+    async def check_robots(self, url: str) -> None:
+        rules = await self.robots(url)
+        if isinstance(rules, FetchFailure):
             raise rules
         if rules is not None and not rules.can_fetch(url, self.robots_agent):
-            raise _Failure("robots_disallowed", f"robots.txt disallows {url}", PERMANENT)
+            raise FetchFailure(PERMANENT, "robots_disallowed", f"robots.txt disallows {url}")
 
-    def fetch(self, request: PageRequest, clock: Callable[[], datetime]) -> RawFetch:
+    async def fetch(self, request: PageRequest, clock: Callable[[], datetime]) -> RawFetch:
         """One article page as a RawFetch: the page, or an error record saying why not."""
         fetched_at = clock()
-        deadline = time.monotonic() + self.settings.page_deadline
+        deadline = self.settings.page_deadline
         try:
-            response, body, final_url = self._get(request.url, deadline, self.settings.max_bytes, True)
-            status = response.status_code
+            got = await within(
+                deadline,
+                self.fetcher.get(
+                    request.url,
+                    self.headers,
+                    max_bytes=self.settings.max_bytes,
+                    read_below=400,
+                    before_hop=self.check_robots,
+                ),
+            )
+            status = got.status
             if status >= 400:
                 kind = RETRYABLE if status in (408, 425, 429) or status >= 500 else PERMANENT
-                raise _Failure(f"HTTP {status}", f"HTTP {status} for {final_url}", kind, status)
-            content_type = response.headers.get("content-type")
+                raise FetchFailure(kind, f"HTTP {status}", f"HTTP {status} for {got.url}", status)
+            content_type = got.headers.get("content-type")
             if content_type and "html" not in content_type.lower():
-                raise _Failure("not_html", f"served as {content_type}", PERMANENT, status)
-        except _Failure as exc:
-            return page_error(request, fetched_at, exc.reason, exc.detail, exc.kind, exc.http_status)
-        except Refused as exc:
-            return page_error(request, fetched_at, exc.reason, exc.detail, PERMANENT)
-        except httpx.TimeoutException as exc:
-            return page_error(request, fetched_at, "timeout", _describe(exc), RETRYABLE)
-        except (httpx.HTTPError, UnicodeError, ValueError) as exc:
-            return page_error(request, fetched_at, "network", _describe(exc), RETRYABLE)
+                raise FetchFailure(PERMANENT, "not_html", f"served as {content_type}", status)
+        except FETCH_ERRORS as exc:
+            problem = failure(exc, deadline)
+            return page_error(
+                request, fetched_at, problem.reason, problem.detail, problem.kind, problem.http_status
+            )
         return RawFetch(
-            raw_id=stable_id(PAGE_KIND, request.url, sha256_hex(body)),
+            raw_id=stable_id(PAGE_KIND, request.url, sha256_hex(got.body)),
             source=request.source,
             source_kind=PAGE_KIND,
-            origin=request.url,
+            origin=without_userinfo(request.url),
             fetched_at=fetched_at,
             status="ok",
             http_status=status,
             content_type=content_type,
-            etag=response.headers.get("etag"),
-            last_modified=response.headers.get("last-modified"),
-            body=body,
-            meta_json=json.dumps({"final_url": final_url}) if final_url != request.url else None,
+            etag=got.headers.get("etag"),
+            last_modified=got.headers.get("last-modified"),
+            body=got.body,
+            meta_json=json.dumps({"final_url": got.url}) if got.url != request.url else None,
         )
 
 
@@ -295,7 +226,7 @@ def page_error(
         raw_id=stable_id(PAGE_KIND + "-error", request.url, fetched_at.isoformat()),
         source=request.source,
         source_kind=PAGE_KIND,
-        origin=request.url,
+        origin=without_userinfo(request.url),
         fetched_at=fetched_at,
         status="error",
         http_status=http_status,
@@ -309,7 +240,7 @@ def fetch_pages(
     settings: ArticleSettings,
     http: HttpSettings,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[RawFetch]:
     """Every requested page, in request order; never raises.
 
@@ -318,6 +249,16 @@ def fetch_pages(
     """
     if not requests:
         return []
+    return asyncio.run(_fetch_all(requests, settings, http, clock, transport))
+
+
+async def _fetch_all(
+    requests: list[PageRequest],
+    settings: ArticleSettings,
+    http: HttpSettings,
+    clock: Callable[[], datetime],
+    transport: httpx.AsyncBaseTransport | None,
+) -> list[RawFetch]:
     run_deadline = time.monotonic() + settings.run_deadline
     by_host: OrderedDict[str, list[int]] = OrderedDict()
     for i, r in enumerate(requests):
@@ -327,23 +268,26 @@ def fetch_pages(
             host = ""
         by_host.setdefault(host, []).append(i)
     results: list[RawFetch | None] = [None] * len(requests)
+    fetcher = PageFetcher(settings, http, transport)
+    groups = iter(by_host.values())
 
-    with PageFetcher(settings, http, transport) as fetcher:
-
-        def work(indexes: list[int]) -> None:
+    async def worker() -> None:
+        # `concurrency` workers share one iterator of hosts: each host's pages in turn.
+        for indexes in groups:
             for i in indexes:
                 if time.monotonic() > run_deadline:
                     detail = f"article fetching stopped at its run deadline of {settings.run_deadline:g}s"
                     results[i] = page_error(requests[i], clock(), "skipped", detail, RETRYABLE)
                     continue
                 try:
-                    results[i] = fetcher.fetch(requests[i], clock)
+                    results[i] = await fetcher.fetch(requests[i], clock)
                 except Exception as exc:  # a bug while fetching one page must cost that page only
-                    results[i] = page_error(requests[i], clock(), "fetch_error", _describe(exc), RETRYABLE)
+                    results[i] = page_error(requests[i], clock(), "fetch_error", describe(exc), RETRYABLE)
 
-        with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-            for future in [pool.submit(work, idx) for idx in by_host.values()]:
-                future.result()
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(by_host)))))
+    finally:
+        await fetcher.aclose()
     return [r for r in results if r is not None]
 
 
@@ -380,7 +324,7 @@ def extract_article(
             with_metadata=False,
         )
     except Exception as exc:  # a page that breaks the extractor costs its full text only
-        return Problem("extraction_error", _describe(exc))
+        return Problem("extraction_error", describe(exc))
     text = (text or "").strip()
     if len(text) < min_chars:
         return Problem(

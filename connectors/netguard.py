@@ -1,10 +1,11 @@
-"""Which addresses a URL taken from untrusted input (a feed's item link) may reach.
+"""Which addresses a request may reach: feeds, their item links, robots.txt, redirects.
 
-The check that matters happens at connect time: `GuardedBackend` resolves a
-host name once, checks every address it resolves to, and connects to exactly
-the address it checked, so a DNS answer that changes between check and
-connect (DNS rebinding) gains nothing. Redirects cannot get around it either:
-every hop opens its connections through the same backend. `NetPolicy.check_url`
+The check that matters happens at connect time: `GuardedResolver` resolves a
+host name once for the transport, checks every address it resolves to, and the
+transport connects to exactly the address it checked, so a DNS answer that
+changes between check and connect (DNS rebinding) gains nothing. Redirects
+cannot get around it either: every hop of every request (`connectors/fetch.py`)
+connects through the same resolver. `NetPolicy.check_url`
 refuses what can be refused before any I/O (schemes, literal addresses in any
 spelling, metadata host names), which gives clearer reasons.
 
@@ -19,15 +20,15 @@ endpoints stay closed whatever it says.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -283,12 +284,9 @@ class NetPolicy:
             self.check_address(host, ip, port)
             return [ip]
         self.check_host_name(host, port)
-        try:
-            addresses = resolver(normalize_host(host), port)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        addresses = resolver(normalize_host(host), port)  # OSError when it cannot
         if not addresses:
-            raise httpcore.ConnectError(f"{host} has no address")
+            raise OSError(f"{host} has no address")
         # One refused address refuses the name: a name mixing public and private addresses
         # is a rebinding setup, not a news site.
         for address in addresses:
@@ -296,68 +294,32 @@ class NetPolicy:
         return addresses
 
 
-class GuardedBackend(httpcore.NetworkBackend):
-    """httpcore's sync backend, connecting only to addresses the policy allows."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, answering only with addresses the policy allows: the transport
+    connects to exactly these addresses, so what is checked is what is connected to.
+    aiohttp does not ask a resolver about literal addresses; the fetch core checks those
+    in the URL of every hop, which is the address connected to."""
 
-    def __init__(
-        self,
-        policy: NetPolicy,
-        inner: httpcore.NetworkBackend | None = None,
-        resolver: Resolver = system_resolver,
-    ) -> None:
+    def __init__(self, policy: NetPolicy, resolver: Resolver = system_resolver) -> None:
         self.policy = policy
-        self.inner = inner or httpcore.SyncBackend()
         self.resolver = resolver
 
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        last: Exception | None = None
-        for ip in self.policy.resolve(host, port, self.resolver):
-            try:
-                # The checked address itself, never the name: nothing is resolved twice.
-                return self.inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        loop = asyncio.get_running_loop()
+        addresses = await loop.run_in_executor(None, self.policy.resolve, host, port, self.resolver)
+        return [
+            {
+                "hostname": host,
+                "host": str(ip),
+                "port": port,
+                "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for ip in addresses
+        ]
 
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        raise Refused("refused_address", "unix sockets are never reached from untrusted URLs")
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
-
-
-DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4)
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """An HTTP transport whose every connection goes through `GuardedBackend`.
-
-    Environment proxies are ignored on purpose: through a proxy, the address
-    connected to would be the proxy's and the check would prove nothing.
-    """
-
-    def __init__(
-        self,
-        policy: NetPolicy,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        resolver: Resolver = system_resolver,
-        inner: httpcore.NetworkBackend | None = None,
-    ) -> None:
-        super().__init__(limits=limits, trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(policy, inner, resolver),
-        )
+    async def close(self) -> None:
+        return None

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,51 +50,80 @@ MEDIA_TYPES = {
 META_KEYS = ("url", "published", "source", "language", "title")
 
 
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+
 def _iter_seed_paths(seeds_dir: Path) -> Iterator[Path]:
     for path in sorted(seeds_dir.rglob("*")):
         rel = path.relative_to(seeds_dir)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.name.endswith(SIDECAR_SUFFIX) or path.is_dir():
+        if path.name.endswith(SIDECAR_SUFFIX) or (path.is_dir() and not path.is_symlink()):
             continue
         yield path
 
 
-def read_seed(path: Path, seeds_dir: Path) -> RawFetch:
-    """One seed file as a raw document; unreadable files become error records."""
+class _Unusable(Exception):
+    """A seed path that is not read at all: outside the folder, not a file, too large."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def _checked_file(path: Path, root: Path, max_bytes: int) -> Path:
+    """The file to read for `path`: inside `root` once links are resolved, a regular file
+    (a FIFO or device would block the run, a directory is no document), at most `max_bytes`."""
+    try:
+        real = path.resolve(strict=True)  # OSError for a dangling link: reported as unreadable
+    except RuntimeError as exc:  # a symlink loop
+        raise _Unusable("unreadable", f"symlink loop: {exc}") from exc
+    if not real.is_relative_to(root):
+        raise _Unusable("outside_seeds_dir", "a link to a file outside the seeds folder")
+    mode = real.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise _Unusable("not_a_file", "not a regular file")
+    size = real.stat().st_size
+    if size > max_bytes:
+        raise _Unusable("too_large", f"{size} bytes, more than seeds_max_bytes ({max_bytes})")
+    return real
+
+
+def _read_capped(path: Path, max_bytes: int) -> bytes:
+    with path.open("rb") as handle:  # the size may have grown since it was checked
+        body = handle.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise _Unusable("too_large", f"more than seeds_max_bytes ({max_bytes})")
+    return body
+
+
+def read_seed(path: Path, seeds_dir: Path, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES) -> RawFetch:
+    """One seed file as a raw document read at `now` (the run's time: a file's mtime says
+    nothing about the article); unusable or unreadable files become error records."""
     rel = path.relative_to(seeds_dir).as_posix()
     source = f"seeds/{rel}"
     try:
-        stat = path.stat()
-        # mtime, not now(): re-reading an unchanged seed yields the same record.
-        fetched_at = datetime.fromtimestamp(int(stat.st_mtime * 1e6) / 1e6, tz=timezone.utc)
-    except OSError:
-        fetched_at = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    try:
         if path.suffix.lower() not in SEED_FORMATS:
             raise ValueError(f"unsupported seed format {path.suffix or '(none)'!r}")
-        body = path.read_bytes()
+        real = _checked_file(path, seeds_dir.resolve(), max_bytes)
+        body = _read_capped(real, max_bytes)
         sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-        meta = sidecar.read_text(encoding="utf-8") if sidecar.exists() else None
+        meta = None
+        if sidecar.exists():
+            meta = _read_capped(_checked_file(sidecar, seeds_dir.resolve(), max_bytes), max_bytes).decode()
+    except _Unusable as exc:
+        return _seed_error(rel, source, now, exc.reason, str(exc))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         # Relative path and error kind only: the same failure in another checkout is the same record.
         kind = f"{type(exc).__name__}:{getattr(exc, 'errno', '') or ''}"
-        return RawFetch(
-            raw_id=stable_id("seed-error", rel, kind),
-            source=source,
-            source_kind="seed",
-            origin=rel,
-            fetched_at=fetched_at,
-            status="error",
-            error_kind="permanent",
-            error=f"unreadable: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"[:300],
-        )
+        detail = f"unreadable: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+        return _seed_error(rel, source, now, kind, detail)
     return RawFetch(
         raw_id=stable_id("seed", rel, sha256_hex(body), meta),
         source=source,
         source_kind="seed",
         origin=rel,
-        fetched_at=fetched_at,
+        fetched_at=now,
         status="ok",
         content_type=MEDIA_TYPES[path.suffix.lower()],
         body=body,
@@ -101,10 +131,23 @@ def read_seed(path: Path, seeds_dir: Path) -> RawFetch:
     )
 
 
-def read_seed_dir(seeds_dir: Path) -> list[RawFetch]:
+def _seed_error(rel: str, source: str, now: datetime, kind: str, detail: str) -> RawFetch:
+    return RawFetch(
+        raw_id=stable_id("seed-error", rel, kind),
+        source=source,
+        source_kind="seed",
+        origin=rel,
+        fetched_at=now,
+        status="error",
+        error_kind="permanent",
+        error=detail[:300],
+    )
+
+
+def read_seed_dir(seeds_dir: Path, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES) -> list[RawFetch]:
     if not seeds_dir.is_dir():
         return []
-    return [read_seed(path, seeds_dir) for path in _iter_seed_paths(seeds_dir)]
+    return [read_seed(path, seeds_dir, now, max_bytes) for path in _iter_seed_paths(seeds_dir)]
 
 
 # --- parsing ---------------------------------------------------------------

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +98,32 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     fsync_dir(path.parent)
 
 
-def load_feed_states(path: Path) -> dict[str, FeedState]:
-    """States keyed by feed URL; a missing file means every feed is new."""
+def load_feed_states(
+    path: Path, now: datetime | None = None, longest_wait: float = 0.0
+) -> dict[str, FeedState]:
+    """States keyed by feed URL; a missing file means every feed is new. Given `now`,
+    schedule times that no right clock could have stored are dropped (`trusted_schedule`)."""
     if not path.exists():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     known = {f.name for f in dataclasses.fields(FeedState)}
-    return {url: FeedState(**{k: v for k, v in d.items() if k in known}) for url, d in data.items()}
+    states = {url: FeedState(**{k: v for k, v in d.items() if k in known}) for url, d in data.items()}
+    if now is None:
+        return states
+    return {url: trusted_schedule(s, now, longest_wait) for url, s in states.items()}
+
+
+def trusted_schedule(state: FeedState, now: datetime, longest_wait: float) -> FeedState:
+    """`state` without a next poll further ahead than any wait is ever set (`longest_wait`
+    seconds) and without a last poll in the future: both mean the clock was wrong when they
+    were stored, and kept they would hold the feed back until that date. The feed is due."""
+    changes: dict[str, Any] = {}
+    horizon = now + timedelta(seconds=longest_wait)
+    if state.next_poll_at is not None and datetime.fromisoformat(state.next_poll_at) > horizon:
+        changes["next_poll_at"] = None
+    if state.last_polled_at is not None and datetime.fromisoformat(state.last_polled_at) > now:
+        changes["last_polled_at"] = None
+    return dataclasses.replace(state, **changes) if changes else state
 
 
 def save_feed_states(path: Path, states: dict[str, FeedState]) -> None:

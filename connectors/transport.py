@@ -21,6 +21,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
+import aiohttp.abc
 import httpx
 import yarl
 
@@ -143,8 +144,14 @@ def _ssl_context(verify: bool) -> ssl.SSLContext:
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session per transport; TLS is verified unless `verify` is False."""
 
-    def __init__(self, verify: bool = True, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        verify: bool = True,
+        max_connections: int = 100,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
+    ) -> None:
         self._max_connections = max_connections
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         # Made now, not at the first request: loading the CA bundle takes tens of ms.
         self._ssl: ssl.SSLContext = _ssl_context(verify)
@@ -152,7 +159,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=self._ssl, resolver=self._resolver
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),

@@ -36,7 +36,8 @@ from connectors.articles import (
     worth_remembering,
 )
 from connectors.errors import RETRYABLE, Problem
-from connectors.http import FetchOutcome, HttpSettings
+from connectors.fetch import HttpSettings
+from connectors.http import FetchOutcome
 from pipeline.clean import clean_title, fold_text, html_to_text, normalize_text
 from pipeline.lake import Lake
 from schemas.ids import sha256_hex, stable_id

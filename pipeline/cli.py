@@ -1,15 +1,21 @@
-"""`newsbeam` command line. Flags `run` and `replay` do not know are Beam pipeline options."""
+"""`newsbeam` command line. Flags `run`, `replay` and `stream` do not know are Beam
+pipeline options; one Beam does not know either is an error (exit status 2), as is any
+unexpected exception (one line on stderr; the traceback with -v)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -22,6 +28,8 @@ from pipeline.tagging import TaxonomyError
 
 EXIT_FAILED = 2
 EXIT_BUSY = 3
+# The commands that hand every flag they do not know to Beam's PipelineOptions.
+BEAM_COMMANDS = ("run", "replay", "stream")
 
 
 def _day(value: str) -> date:
@@ -43,20 +51,27 @@ def _parser() -> argparse.ArgumentParser:
         prog="newsbeam",
         description="News ingestion: feeds and seed files in, clean tagged Parquet out.",
     )
+    verbose_help = "show Beam's logs, and the traceback of an unexpected error"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def verbose(cmd: argparse.ArgumentParser) -> None:
+        # SUPPRESS: left out, the subcommand does not reset a `newsbeam -v CMD` to False.
+        cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
 
     def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help, description=description or help)
         cmd.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
         cmd.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
-        cmd.add_argument("-v", "--verbose", action="store_true", help="show Beam's logs")
+        verbose(cmd)
         return cmd
 
     run = command(
         "run",
         "run one ingestion cycle",
         "Run one ingestion cycle. Any other --flag is passed to Beam's "
-        "PipelineOptions (e.g. --runner, --direct_num_workers, --dask_client_address).",
+        "PipelineOptions (e.g. --runner, --direct_num_workers, --dask_client_address); "
+        "one no PipelineOptions knows is an error.",
     )
     run.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
     run.add_argument(
@@ -111,14 +126,147 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "eval",
         help="tagging precision, recall and F1 on a labelled set",
-        description="Tag a labelled set (default: tests/eval/tagging) and print precision, "
-        "recall and F1 per topic and per language.",
+        description="Tag a labelled set and print precision, recall and F1 per topic and per "
+        "language: `written` (tests/eval/tagging, the default), `real` (the labels of "
+        "tests/eval/real joined with real published articles from --texts), or a folder of "
+        "labelled *.jsonl written like tests/eval/tagging.",
     )
-    evaluate.add_argument("--set", dest="eval_set", type=Path, help="folder of labelled *.jsonl")
+    evaluate.add_argument("--set", dest="eval_set", default="written", help="written | real | FOLDER")
+    evaluate.add_argument(
+        "--texts",
+        type=Path,
+        help="folder of the real articles (*.jsonl) for --set real (default: ../shared/realnews)",
+    )
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="all")
     evaluate.add_argument("--taxonomy", type=Path, help="taxonomy TOML (default: built-in)")
     evaluate.add_argument("--mistakes", action="store_true", help="list every wrong decision")
+    verbose(evaluate)
     return parser
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+# --- Beam's options -----------------------------------------------------------------
+
+# Modules that register PipelineOptions subclasses only once imported (their runners'
+# options); tried, in this order, only when a flag is not known otherwise.
+_OPTION_MODULES = (
+    "apache_beam",
+    "apache_beam.runners.dask.dask_runner",
+    "apache_beam.runners.render",
+)
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+
+
+def beam_option_parser() -> argparse.ArgumentParser:
+    """Every flag of every PipelineOptions subclass imported so far, in one parser.
+
+    Like `PipelineOptions.get_all_options`, plus subclasses of subclasses (`view_as`
+    parses those) and without exiting on a clash between two classes."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False, add_help=False, conflict_handler="resolve")
+    seen: set[type] = set()
+    todo = list(PipelineOptions.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        if cls in seen:
+            continue
+        seen.add(cls)
+        todo.extend(cls.__subclasses__())
+        if "_add_argparse_args" in cls.__dict__:
+            cls._add_argparse_args(parser)
+    return parser
+
+
+def _flag_like(arg: str) -> bool:
+    return arg.startswith("-") and not _NEGATIVE_NUMBER.match(arg)
+
+
+def _first_unknown(beam_args: list[str], parser: argparse.ArgumentParser) -> str | None:
+    """The first of `beam_args` that is no flag of `parser` (nor the value of one)."""
+    actions = parser._option_string_actions
+    i = 0
+    while i < len(beam_args):
+        arg = beam_args[i]
+        i += 1
+        name, eq, _ = arg.partition("=")
+        action = actions.get(name) if arg.startswith("--") else None
+        if action is None:
+            return arg
+        if eq or action.nargs == 0:
+            continue
+        nargs = action.nargs
+        most = 1 if nargs in (None, "?") else nargs if isinstance(nargs, int) else len(beam_args)
+        taken = 0
+        while taken < most and i < len(beam_args) and not _flag_like(beam_args[i]):
+            i += 1
+            taken += 1
+    return None
+
+
+def _runner_module(beam_args: list[str]) -> str | None:
+    """The module of a `--runner a.b.CustomRunner`: importing it may register its options."""
+    for i, arg in enumerate(beam_args):
+        if arg.startswith("--runner="):
+            value = arg.partition("=")[2]
+        elif arg == "--runner" and i + 1 < len(beam_args):
+            value = beam_args[i + 1]
+        else:
+            continue
+        return value.rpartition(".")[0] or None
+    return None
+
+
+def unknown_beam_option(beam_args: list[str]) -> str | None:
+    """The first of `beam_args` Beam's PipelineOptions do not know (Beam drops those
+    silently), or None. Accepts `--flag value` and `--flag=value`."""
+    if not beam_args:
+        return None
+    unknown = _first_unknown(beam_args, beam_option_parser())
+    if unknown is None:
+        return None
+    runner = _runner_module(beam_args)
+    for module in (*_OPTION_MODULES, *([runner] if runner else [])):
+        with contextlib.suppress(Exception):  # a runner Beam cannot load either: its error, later
+            importlib.import_module(module)
+    return _first_unknown(beam_args, beam_option_parser())
+
+
+def _unknown_option_message(parser: argparse.ArgumentParser, command: str, unknown: str) -> str:
+    if not unknown.startswith("-"):
+        return f"newsbeam {command}: unexpected argument {unknown!r}"
+    name = unknown.partition("=")[0]
+    own = [opt for action in _subcommand(parser, command)._actions for opt in action.option_strings]
+    beam = [opt for opt in beam_option_parser()._option_string_actions if opt.startswith("--")]
+    close = difflib.get_close_matches(name, own + beam, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"newsbeam {command}: unknown option {name}{hint}"
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def guarded(func: Callable[[], int], verbose: bool) -> int:
+    """`func()`, or exit status 2 after an unexpected exception: one line on stderr
+    (the traceback before it with `verbose`). KeyboardInterrupt and SystemExit pass."""
+    try:
+        return func()
+    except Exception as exc:
+        if verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"newsbeam: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -139,12 +287,23 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import DEFAULT_EVAL_SET, evaluate, format_report, load_eval_set
+    from pipeline.evaluate import (
+        DEFAULT_EVAL_SET,
+        DEFAULT_REAL_TEXTS,
+        evaluate,
+        format_report,
+        load_eval_set,
+        load_real_set,
+    )
     from pipeline.tagging import Tagger, load_taxonomy
 
     try:
         tagger = Tagger(load_taxonomy(args.taxonomy))
-        articles = load_eval_set(args.eval_set or DEFAULT_EVAL_SET, args.split)
+        if args.eval_set == "real":
+            articles = load_real_set(args.texts or DEFAULT_REAL_TEXTS, args.split)
+        else:
+            folder = DEFAULT_EVAL_SET if args.eval_set == "written" else Path(args.eval_set)
+            articles = load_eval_set(folder, args.split)
     except (TaxonomyError, ValueError, OSError) as exc:
         print(f"newsbeam: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -158,12 +317,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command not in ("run", "replay", "stream"):
+    if beam_args and args.command not in BEAM_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    return guarded(lambda: _main(parser, args, beam_args), args.verbose)
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.command == "eval":
         return _evaluate(args)
     # Before Beam is imported: its import logs warnings about optional cloud clients.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
+    # Beam drops a flag no PipelineOptions knows: a typo would run with the default.
+    unknown = unknown_beam_option(beam_args)
+    if unknown is not None:
+        print(_unknown_option_message(parser, args.command, unknown), file=sys.stderr)
+        return EXIT_FAILED
     try:
         config = _config(args)
         return int(_COMMANDS[args.command](config, args, beam_args))

@@ -9,6 +9,7 @@ Unknown keys are errors, so a typo never silently does nothing.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.articles import ArticleSettings
-from connectors.http import FeedSource, HttpSettings
+from connectors.fetch import HttpSettings
+from connectors.http import FeedSource
 from connectors.netguard import AllowRule
+from connectors.seeds import DEFAULT_MAX_BYTES as DEFAULT_SEED_MAX_BYTES
 from pipeline.near_dup import NearDupSettings
 
 if sys.version_info >= (3, 11):
@@ -53,6 +56,7 @@ class RunConfig:
     keep_topics: tuple[str, ...] = ()  # empty: keep every article
     articles: ArticleSettings = ArticleSettings()
     stream: StreamSettings = StreamSettings()
+    seeds_max_bytes: int = DEFAULT_SEED_MAX_BYTES  # larger seed files are rejected unread
 
 
 _TOP_KEYS = {
@@ -65,6 +69,7 @@ _TOP_KEYS = {
     "keep_topics",
     "articles",
     "stream",
+    "seeds_max_bytes",
 }
 _FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles", "poll_interval"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days", "shards"}
@@ -93,16 +98,34 @@ def _typed_table(table: Any, name: str, defaults: Any, known: set[str], where: s
             value = float(value)
         if not isinstance(value, expected) or isinstance(value, bool):
             raise ConfigError(f"{where}: `{name}.{key}` must be {expected.__name__}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: `{name}.{key}` must be a finite number, got {value!r}")
         if isinstance(value, (int, float)) and value <= 0:
             raise ConfigError(f"{where}: `{name}.{key}` must be positive, got {value!r}")
         values[key] = value
     return values
 
 
+def _allow_hosts(table: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
+    hosts = table.pop("allow_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise ConfigError(f"{where}: `{name}.allow_hosts` must be an array of strings")
+    for n, host in enumerate(hosts):
+        try:
+            AllowRule.parse(host)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: `{name}.allow_hosts[{n}]`: {exc}") from exc
+    return tuple(hosts)
+
+
 def _http(table: Any, where: str) -> HttpSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: `http` must be a table")
+    table = dict(table)
+    hosts = _allow_hosts(table, "http", where)
     defaults = HttpSettings()
-    known = {f.name for f in fields(HttpSettings)}
-    return replace(defaults, **_typed_table(table, "http", defaults, known, where))
+    known = {f.name for f in fields(HttpSettings)} - {"allow_hosts"}
+    return replace(defaults, allow_hosts=hosts, **_typed_table(table, "http", defaults, known, where))
 
 
 def _stream(table: Any, where: str) -> StreamSettings:
@@ -115,14 +138,7 @@ def _articles(table: Any, where: str) -> ArticleSettings:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: `articles` must be a table")
     table = dict(table)
-    hosts = table.pop("allow_hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-        raise ConfigError(f"{where}: `articles.allow_hosts` must be an array of strings")
-    for n, host in enumerate(hosts):
-        try:
-            AllowRule.parse(host)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: `articles.allow_hosts[{n}]`: {exc}") from exc
+    hosts = _allow_hosts(table, "articles", where)
     defaults = ArticleSettings()
     known = {f.name for f in fields(ArticleSettings)} - {"allow_hosts"}
     values = _typed_table(table, "articles", defaults, known, where)
@@ -186,6 +202,7 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
             raise ConfigError(f"{at} ({name}): `verify_tls` must be true or false, got {verify_tls!r}")
         poll_interval = item.get("poll_interval")
         number = isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool)
+        number = number and math.isfinite(poll_interval)
         if poll_interval is not None and (not number or poll_interval <= 0):
             raise ConfigError(
                 f"{at} ({name}): `poll_interval` must be a positive number of seconds, got {poll_interval!r}"
@@ -226,7 +243,15 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
         keep_topics=_keep_topics(data.get("keep_topics", []), where),
         articles=_articles(data.get("articles", {}), where),
         stream=_stream(data.get("stream", {}), where),
+        seeds_max_bytes=_positive_int(data, "seeds_max_bytes", DEFAULT_SEED_MAX_BYTES, where),
     )
+
+
+def _positive_int(data: dict[str, Any], key: str, default: int, where: str) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}: `{key}` must be a positive integer, got {value!r}")
+    return value
 
 
 def load_config(path: Path | None) -> RunConfig:

@@ -7,8 +7,11 @@ published within the lookback of some new article (partitions outside every
 window are not opened). Each key shard links its groups on its own; the links
 are resolved into clusters, whose drops meet the articles, shard by shard, in
 one more keyed join that routes each article to the output or to a Duplicate
-record. Beam handles a few elements per article, not one per key; keyed
-throughout, no side inputs, no driver state: the same on every runner.
+record. A shard hands on a summary of its links (a spanning forest and each
+member's strongest link), so what is gathered to resolve grows with the number
+of articles, not with how many of them are alike. Beam handles a few elements
+per article, not one per key; keyed throughout, no side inputs, no driver state:
+the same on every runner.
 """
 
 from __future__ import annotations
@@ -25,15 +28,16 @@ from apache_beam.metrics import Metrics
 from pipeline.dedup import (
     Drops,
     Link,
+    LinkStats,
     Member,
     as_duplicate,
     day_number,
     indexed_member,
     member,
     resolve_links,
-    shard_links,
     shard_of,
     shard_payloads,
+    shard_summary,
 )
 from pipeline.near_dup import NearDupSettings
 from pipeline.transforms import split_by_type
@@ -115,6 +119,16 @@ def route_article(
     )
 
 
+def link_shard(payloads: Iterable[bytes], settings: NearDupSettings, lookback_days: int) -> list[Link]:
+    """One key shard's links, summarised (at most two per member, however similar they are),
+    and counted: similarity comparisons made and links handed on."""
+    stats = LinkStats()
+    links = shard_summary(payloads, settings, lookback_days, stats)
+    Metrics.counter(NAMESPACE, "dedup.comparisons").inc(stats.comparisons)
+    Metrics.counter(NAMESPACE, "dedup.links").inc(stats.links)
+    return links
+
+
 def drops_by_shard(link_lists: Iterable[list[Link]], shards: int) -> Iterator[tuple[int, bytes]]:
     """The clusters' drops, cut by the shard of each dropped copy's order (the key its
     article is routed under), pickled: one opaque bytes value per shard that has drops."""
@@ -189,7 +203,7 @@ class DeduplicateArticles(beam.PTransform):
             | "AllBatches" >> beam.Flatten()
             | "Payloads" >> beam.FlatMap(shard_payloads, settings=settings, shards=shards)
             | "ByShard" >> beam.GroupByKey()
-            | "Links" >> beam.Map(lambda kv: shard_links(kv[1], settings, lookback))
+            | "Links" >> beam.Map(lambda kv: link_shard(kv[1], settings, lookback))
             # Without defaults: a global combine's default is injected through a side input.
             | "AllLinks" >> beam.combiners.ToList().without_defaults()
             | "Resolve" >> beam.FlatMap(drops_by_shard, shards=shards)

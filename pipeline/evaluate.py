@@ -1,9 +1,13 @@
-"""Tagging quality on the labelled evaluation set (tests/eval/tagging/*.jsonl).
+"""Tagging quality on labelled evaluation sets.
 
-Each labelled article lists every topic it is about, the entities it surely
-names and, for hard negatives, entities it must not be tagged with. `evaluate`
-tags every article and counts, per topic and per language, true positives,
-false positives and false negatives.
+Two sets: the written one (tests/eval/tagging/*.jsonl: articles written for the
+project, with their labels), and the real one (tests/eval/real/labels.jsonl:
+labels only, for real published articles whose texts stay outside the project,
+in `../shared/realnews` by default, joined by id). Each labelled article lists
+every topic it is about (the written set also entities it surely names and, for
+hard negatives, entities it must not be tagged with). `evaluate` tags every
+article and counts, per topic and per language, true positives, false positives
+and false negatives.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from pathlib import Path
 
 from pipeline.tagging import Tagger
 
-DEFAULT_EVAL_SET = Path(__file__).resolve().parents[1] / "tests" / "eval" / "tagging"
+_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_EVAL_SET = _ROOT / "tests" / "eval" / "tagging"
+REAL_LABELS = _ROOT / "tests" / "eval" / "real" / "labels.jsonl"
+DEFAULT_REAL_TEXTS = _ROOT.parent / "shared" / "realnews"
 SPLITS = ("dev", "test", "all")
 
 
@@ -58,6 +65,46 @@ def load_eval_set(folder: Path = DEFAULT_EVAL_SET, split: str = "all") -> list[L
             if split in ("all", article.split):
                 articles.append(article)
     return articles
+
+
+def load_real_set(
+    texts: Path = DEFAULT_REAL_TEXTS, split: str = "all", labels: Path = REAL_LABELS
+) -> list[LabelledArticle]:
+    """The real set: `labels` joined by id with the records of `texts/*.jsonl` (`id`,
+    `language`, `title`, `text`). Raises ValueError when a labelled id has no text."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not texts.is_dir():
+        raise ValueError(f"{texts}: no such folder of real articles (give it with --texts)")
+    wanted: dict[str, dict[str, object]] = {}
+    for n, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            row = json.loads(line)
+            if not isinstance(row.get("topics"), list) or row.get("split") not in ("dev", "test"):
+                raise ValueError(f"{labels}:{n}: a label needs `topics` (a list) and `split` (dev or test)")
+            if split in ("all", row["split"]):
+                wanted[row["id"]] = row
+    articles: list[LabelledArticle] = []
+    for path in sorted(texts.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            label = wanted.pop(record.get("id", ""), None)
+            if label is None:
+                continue
+            articles.append(
+                LabelledArticle(
+                    id=record["id"],
+                    language=record["language"],
+                    split=str(label["split"]),
+                    title=record.get("title") or "",
+                    text="\n".join(p.strip() for p in record["text"].split("\n\n") if p.strip()),
+                    topics=frozenset(label["topics"]),  # type: ignore[arg-type]
+                )
+            )
+    if wanted:
+        missing = sorted(wanted)
+        raise ValueError(f"{len(missing)} labelled articles have no text in {texts}, e.g. {missing[0]!r}")
+    return sorted(articles, key=lambda a: a.id)
 
 
 @dataclass

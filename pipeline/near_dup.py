@@ -29,7 +29,11 @@ class NearDupSettings:
     bands: int = 21
     min_words: int = 50
     seed: int = 20261127
-    max_bucket_comparisons: int = 64  # per member: a bucket of n copies costs O(n·64), not O(n²)
+    # Each new member of a band bucket is compared with at most this many members before it
+    # (see pipeline.dedup.group_links): a bucket of near copies of one template then costs
+    # time linear in its size. Large enough that ordinary buckets (a story and its copies)
+    # are compared in full.
+    max_bucket_comparisons: int = 64
     shards: int = 4  # batches and key shards of the dedup shuffle: about two per worker
 
     @property
@@ -45,6 +49,8 @@ class NearDupSettings:
             raise ValueError("bands must be between 1 and num_perm")
         if self.shards < 1:
             raise ValueError("shards must be positive")
+        if self.max_bucket_comparisons < 1:
+            raise ValueError("max_bucket_comparisons must be positive")
 
 
 # ASCII word characters (what \w matches below 128) kept, every other byte made a space.
@@ -91,8 +97,26 @@ def compact_similarity(a: bytes, b: bytes) -> float:
     """Jaccard estimate from compact signatures; unrelated values collide with probability
     1/256, which this corrects for (b-bit MinHash, b = 8)."""
     equal = np.count_nonzero(np.frombuffer(a, dtype=np.uint8) == np.frombuffer(b, dtype=np.uint8))
-    agree = int(equal) / len(a)
+    return agreement_similarity(int(equal), len(a))
+
+
+def agreement_similarity(equal: int, length: int) -> float:
+    """`compact_similarity` of two compact signatures of `length` bytes, `equal` of them equal."""
+    agree = equal / length
     return max(0.0, (agree - 1 / 256) / (1 - 1 / 256))
+
+
+def equal_bytes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row, how many bytes of two equally shaped uint8 matrices of compact signatures
+    are equal: many `compact_similarity` comparisons in one step."""
+    return np.add.reduce((a == b).view(np.uint8), axis=1, dtype=np.uint16)
+
+
+@lru_cache(maxsize=16)
+def least_agreement(length: int, threshold: float) -> int:
+    """The fewest equal bytes of two compact signatures whose similarity reaches `threshold`
+    (length + 1 if none does): a pair is a near duplicate when `equal_bytes` reaches it."""
+    return next((e for e in range(length + 1) if agreement_similarity(e, length) >= threshold), length + 1)
 
 
 @lru_cache(maxsize=8)

@@ -18,7 +18,8 @@ import apache_beam as beam
 import httpx
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from connectors.http import FeedSource, FetchOutcome, HttpSettings, poll_feeds
+from connectors.fetch import HttpSettings
+from connectors.http import FeedSource, FetchOutcome, poll_feeds
 from connectors.seeds import read_seed_dir
 from connectors.state import FeedState, load_feed_states, load_seed_state, save_feed_states, save_seed_state
 from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
@@ -109,7 +110,7 @@ def run_cycle(
     lake = Lake(config.output_dir)
     with lake.lock():
         feed_state_path = lake.state_path("feeds.json")
-        feed_states = load_feed_states(feed_state_path)
+        feed_states = load_feed_states(feed_state_path, clock(), config.http.longest_wait)
         polled = poll_and_land(config, lake, list(config.feeds), feed_states, transport, clock, kill_at)
         report = commit_pending(config, lake, tagger, options, polled, kill_at)
         kill_point(kill_at, "committed")
@@ -154,7 +155,11 @@ def poll_and_land(
     """Read the seeds (unless told not to), poll `feeds`, fetch the new article pages and land
     it all as one raw batch. Call with the lake's lock held; save nothing until committed."""
     known_seeds = load_seed_state(lake.state_path("seeds.json"))
-    seeds, statuses = _seed_statuses(read_seed_dir(config.seeds_dir), known_seeds) if read_seeds else ([], [])
+    seeds: list[RawFetch] = []
+    statuses: list[SourceStatus] = []
+    if read_seeds:
+        read = read_seed_dir(config.seeds_dir, clock(), config.seeds_max_bytes)
+        seeds, statuses = _seed_statuses(read, known_seeds)
     outcomes = poll_feeds(feeds, feed_states, http or config.http, transport, clock)
     statuses += [_feed_status(o) for o in outcomes]
     pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)

@@ -125,7 +125,7 @@ def run_stream(
     report = StreamReport()
     with lake.lock():
         state_path = lake.state_path("feeds.json")
-        committed = load_feed_states(state_path)
+        committed = load_feed_states(state_path, clock(), max(http.longest_wait, settings.poll_interval))
         while max_windows is None or len(report.windows) < max_windows:
             closes = time.monotonic() + settings.window_seconds
             opened_at = clock()

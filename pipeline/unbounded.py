@@ -54,7 +54,8 @@ from apache_beam.transforms import trigger, userstate, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from connectors.http import FeedSource, HttpSettings, poll_feeds
+from connectors.fetch import HttpSettings
+from connectors.http import FeedSource, poll_feeds
 from connectors.state import FeedState, load_feed_states, save_feed_states
 from pipeline.config import ConfigError, RunConfig
 from pipeline.dedup import day_number, decide, indexed_member, member
@@ -544,7 +545,8 @@ def run_unbounded(
             started_day=datetime.now(timezone.utc).date().toordinal(),
             kill_at=kill_at,
         )
-        states = load_feed_states(lake.state_path("feeds.json"))
+        longest = max(config.http.longest_wait, config.stream.poll_interval)
+        states = load_feed_states(lake.state_path("feeds.json"), datetime.now(timezone.utc), longest)
         feeds = [(f, states.get(f.url, FeedState())) for f in config.feeds]
         runner = None if options.view_as(StandardOptions).runner else LocalStreamingRunner()
         pipeline = beam.Pipeline(runner=runner, options=options)

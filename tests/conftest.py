@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from connectors.http import FeedSource, HttpSettings
+from connectors.fetch import HttpSettings
+from connectors.http import FeedSource
 from pipeline.config import RunConfig
 from tests.feedserver import FeedServer
 from tests.hostile import HostileServer
@@ -15,8 +16,15 @@ from tests.hostile import HostileServer
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEED = ROOT / "seeds" / "fr-kim-jong-un-receives-shoigu-pyongyang.txt"
-# Fixed mtime: seeds take their fetched_at from it, so runs in different dirs compare equal.
-SEED_MTIME = 1_690_000_000
+# Runs whose lakes are compared read their seeds at this time (seeds are stamped with the
+# run's time), so that runs in different dirs or processes compare equal.
+RUN_AT = datetime(2023, 7, 22, 4, 26, 40, tzinfo=timezone.utc)
+
+
+def run_clock() -> datetime:
+    """A fixed clock that pickles (crash tests pass it to child processes)."""
+    return RUN_AT
+
 
 # Tests talk to one host (127.0.0.1): politeness there is tested on its own.
 FAST_HTTP = HttpSettings(
@@ -26,6 +34,7 @@ FAST_HTTP = HttpSettings(
     concurrency=4,
     per_host_concurrency=8,
     per_host_min_gap=0.0,
+    allow_hosts=("127.0.0.1",),  # the tests' servers; every other host stays guarded
 )
 
 
@@ -41,9 +50,7 @@ def seeds_dir(tmp_path: Path) -> Path:
     """A seeds dir holding the project's seed article."""
     folder = tmp_path / "seeds"
     folder.mkdir()
-    copy = folder / SEED.name
-    shutil.copyfile(SEED, copy)
-    os.utime(copy, (SEED_MTIME, SEED_MTIME))
+    shutil.copyfile(SEED, folder / SEED.name)
     return folder
 
 

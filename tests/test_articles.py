@@ -39,6 +39,7 @@ FETCHED = datetime(2024, 6, 21, 12, 0, tzinfo=timezone.utc)
 GOOD_PAGE = (FIXTURES / "articles" / "good.html").read_bytes()
 NO_TEXT_PAGE = (FIXTURES / "articles" / "no_text.html").read_bytes()
 HTML = "text/html; charset=utf-8"
+PAGE_HTTP = dataclasses.replace(FAST_HTTP, allow_hosts=())
 
 
 @pytest.fixture
@@ -58,7 +59,8 @@ def _settings(server: FeedServer, **kw: object) -> ArticleSettings:
 
 def _fetch(server: FeedServer, paths: list[str], **kw: object) -> list[RawFetch]:
     requests = [PageRequest("wire", server.url(p)) for p in paths]
-    return fetch_pages(requests, _settings(server, **kw), FAST_HTTP, clock=lambda: FETCHED)
+    # Only the page server's port is opened, through `[articles] allow_hosts`.
+    return fetch_pages(requests, _settings(server, **kw), PAGE_HTTP, clock=lambda: FETCHED)
 
 
 def _reason(page: RawFetch) -> str:
@@ -328,7 +330,9 @@ def _article_config(tmp_path: Path, seeds_dir: Path, server: FeedServer, out: st
     config = make_config(
         tmp_path, seeds_dir, [FeedSource("wire", server.url("/rss"), fetch_articles=True)], out=out
     )
-    return dataclasses.replace(config, articles=_settings(server))
+    # Feeds and pages may reach the site's port, nothing else on 127.0.0.1.
+    http = dataclasses.replace(FAST_HTTP, allow_hosts=(f"127.0.0.1:{_port(server)}",))
+    return dataclasses.replace(config, http=http, articles=_settings(server))
 
 
 def test_cycle_lands_pages_and_articles_get_full_text_or_keep_their_teaser(

@@ -17,7 +17,7 @@ import pytest
 from pipeline.lake import COMMITTED_TABLES, KILL_ENV, Lake
 from pipeline.run import run_cycle
 from schemas.arrow import TABLES
-from tests.conftest import ROOT, SEED, SEED_MTIME, make_config
+from tests.conftest import ROOT, SEED, make_config, run_clock
 from tests.lakeread import glob_duck_count, snapshot_arrow, snapshot_duck_rows
 
 FIRST = {
@@ -46,8 +46,6 @@ def _write_seeds(folder: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
     shutil.copyfile(SEED, folder / SEED.name)
-    for path in folder.iterdir():
-        os.utime(path, (SEED_MTIME, SEED_MTIME))
 
 
 def lake_state(out: Path) -> dict[str, Any]:
@@ -71,10 +69,10 @@ def lakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _write_seeds(base / "one" / "seeds", FIRST)
     _write_seeds(base / "two" / "seeds", {**FIRST, **SECOND})
     template = make_config(base / "one", base / "one" / "seeds")
-    run_cycle(template)
+    run_cycle(template, clock=run_clock)
     clean = make_config(base, base / "two" / "seeds", out="clean")
     shutil.copytree(template.output_dir, clean.output_dir)
-    run_cycle(clean)
+    run_cycle(clean, clock=run_clock)
     return {
         "template": template.output_dir,
         "seeds": base / "two" / "seeds",
@@ -84,7 +82,7 @@ def lakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _die_at(config: Any, point: str) -> None:
-    run_cycle(config, kill_at=point)
+    run_cycle(config, clock=run_clock, kill_at=point)
 
 
 def _kill_in_child(config: Any, point: str) -> int:
@@ -115,7 +113,7 @@ def test_killed_cycle_recovers_to_the_uninterrupted_result(
     assert _kill_in_child(config, point) == -signal.SIGKILL
     _check_after_kill(config.output_dir, lakes, point)
 
-    run_cycle(config)
+    run_cycle(config, clock=run_clock)
     assert lake_state(config.output_dir) == lakes["after"]
     assert glob_duck_count(config.output_dir, "articles") == len(lakes["after"]["articles"])
     assert Lake(config.output_dir).pending_raw_batches() == {}, "every landed batch is processed"
@@ -171,7 +169,7 @@ def test_repeated_bundles_give_the_same_lake(tmp_path: Path, lakes: dict[str, An
     monkeypatch.setattr(Lake, "commit", counting)
     config = make_config(tmp_path, lakes["seeds"])
     shutil.copytree(lakes["template"], config.output_dir)
-    run_cycle(config, ["--direct_runner_bundle_repeat=2"])
+    run_cycle(config, ["--direct_runner_bundle_repeat=2"], clock=run_clock)
     assert len(calls) == 3, "every bundle, the commit's included, ran three times"
     assert lake_state(config.output_dir) == lakes["after"]
     assert len(Lake(config.output_dir).manifests()) == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.run import run_cycle
-from tests.conftest import FIXTURES, make_config
+from tests.conftest import FIXTURES, make_config, run_clock
 from tests.lakeread import duck_rows
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -44,10 +44,11 @@ def test_dask_runner_matches_local_runner(tmp_path: Path, seeds_dir: Path, dask_
     shutil.copyfile(feeds / "truncated.xml", seeds_dir / "half.xml")  # a reject and a kept item
     shutil.copyfile(FIXTURES / "near_duplicates.jsonl", seeds_dir / "near.jsonl")  # one near copy
 
-    local = run_cycle(make_config(tmp_path, seeds_dir, out="local"))
+    local = run_cycle(make_config(tmp_path, seeds_dir, out="local"), clock=run_clock)
     dask = run_cycle(
         make_config(tmp_path, seeds_dir, out="dask"),
         ["--runner", DASK_RUNNER, "--dask_client_address", dask_cluster],
+        clock=run_clock,
     )
 
     assert dask.runner == DASK_RUNNER
@@ -70,13 +71,13 @@ def test_dask_runner_matches_local_runner_against_an_earlier_runs_index(
         make_config(tmp_path, seeds_dir, out="dask"),
     )
     dask_args = ["--runner", DASK_RUNNER, "--dask_client_address", dask_cluster]
-    run_cycle(local_config)
-    run_cycle(dask_config, dask_args)
+    run_cycle(local_config, clock=run_clock)
+    run_cycle(dask_config, dask_args, clock=run_clock)
     # The second run's copies are duplicates of what the first committed: only the index says so.
     shutil.copyfile(feeds / "rss2.xml", seeds_dir / "wire-mirror.xml")
     shutil.copyfile(feeds / "atom.xml", seeds_dir / "east.atom")
-    local = run_cycle(local_config)
-    dask = run_cycle(dask_config, dask_args)
+    local = run_cycle(local_config, clock=run_clock)
+    dask = run_cycle(dask_config, dask_args, clock=run_clock)
 
     expected, got = _lake(tmp_path / "local"), _lake(tmp_path / "dask")
     assert {d["reason"] for d in expected["duplicates"]} == {"same_url"}

@@ -16,7 +16,8 @@ import brotli
 import pytest
 
 from connectors.errors import PERMANENT, RETRYABLE
-from connectors.http import FeedSource, FetchOutcome, HttpSettings, Poller, fetch_feed, poll_feeds
+from connectors.fetch import Fetcher, HttpSettings
+from connectors.http import FeedSource, FetchOutcome, fetch_feed, poll_feeds
 from connectors.retry import RetryPolicy, backoff_delay, jitter_fraction, parse_retry_after
 from connectors.state import FeedState
 from pipeline.run import format_report, run_cycle
@@ -34,11 +35,11 @@ def poll(
     url: str, state: FeedState | None = None, settings: HttpSettings = QUICK, **kw: bool
 ) -> FetchOutcome:
     async def one() -> FetchOutcome:
-        poller = Poller(settings)
+        fetcher = Fetcher(settings)
         try:
-            return await fetch_feed(poller, FeedSource("f", url, **kw), state or FeedState(), T0)
+            return await fetch_feed(fetcher, FeedSource("f", url, **kw), state or FeedState(), T0)
         finally:
-            await poller.aclose()
+            await fetcher.aclose()
 
     return asyncio.run(one())
 

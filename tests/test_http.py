@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from connectors.errors import PERMANENT, RETRYABLE
-from connectors.http import FeedSource, FetchOutcome, HttpSettings, Poller, fetch_feed, poll_feeds
+from connectors.fetch import Fetcher, HttpSettings
+from connectors.http import FeedSource, FetchOutcome, fetch_feed, poll_feeds
 from connectors.state import FeedState
 from schemas.ids import sha256_hex
 from tests.conftest import FAST_HTTP, feed_fixture
@@ -92,11 +93,11 @@ def poll(
     """One poll of one feed at FIXED, whatever its schedule says."""
 
     async def one() -> FetchOutcome:
-        poller = Poller(settings, transport)
+        fetcher = Fetcher(settings, transport)
         try:
-            return await fetch_feed(poller, FeedSource(name, url), state or FeedState(), FIXED)
+            return await fetch_feed(fetcher, FeedSource(name, url), state or FeedState(), FIXED)
         finally:
-            await poller.aclose()
+            await fetcher.aclose()
 
     return asyncio.run(one())
 

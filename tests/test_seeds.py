@@ -11,7 +11,7 @@ from pathlib import Path
 from connectors.feeds import ParseResult
 from connectors.seeds import parse_seed, read_seed, read_seed_dir
 from schemas.records import RawFetch
-from tests.conftest import SEED, SEED_MTIME, feed_fixture
+from tests.conftest import SEED, feed_fixture
 
 MTIME_NS = 1_718_000_000_123_456_000  # microsecond-exact on purpose
 MTIME = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=MTIME_NS // 1000)
@@ -29,7 +29,7 @@ def put(folder: Path, name: str, content: str | bytes) -> Path:
 
 
 def read_one(folder: Path, name: str) -> RawFetch:
-    return read_seed(folder / name, folder)
+    return read_seed(folder / name, folder, MTIME)
 
 
 def parse_one(folder: Path, name: str, content: str | bytes) -> ParseResult:
@@ -47,7 +47,7 @@ def reasons(result: ParseResult) -> list[tuple[str, int | None]]:
 
 
 def test_project_seed_parses_to_one_entry_titled_by_its_first_line(seeds_dir: Path) -> None:
-    raws = read_seed_dir(seeds_dir)
+    raws = read_seed_dir(seeds_dir, MTIME)
 
     assert len(raws) == 1
     raw = raws[0]
@@ -59,7 +59,7 @@ def test_project_seed_parses_to_one_entry_titled_by_its_first_line(seeds_dir: Pa
         "text/plain",
     )
     assert raw.body == SEED.read_bytes()
-    assert raw.fetched_at == datetime.fromtimestamp(SEED_MTIME, tz=timezone.utc)
+    assert raw.fetched_at == MTIME  # the time it was read at, given by the run
     result = parse_seed(raw)
     assert result.problems == []
     assert len(result.entries) == 1
@@ -308,11 +308,11 @@ def test_hidden_files_and_sidecars_are_not_seeds(tmp_path: Path) -> None:
     put(tmp_path, "orphan.meta.json", "{}")
     (tmp_path / "emptydir").mkdir()
 
-    assert [r.source for r in read_seed_dir(tmp_path)] == ["seeds/b.txt", "seeds/sub/a.md"]
+    assert [r.source for r in read_seed_dir(tmp_path, MTIME)] == ["seeds/b.txt", "seeds/sub/a.md"]
 
 
 def test_missing_seed_dir_reads_as_nothing(tmp_path: Path) -> None:
-    assert read_seed_dir(tmp_path / "absent") == []
+    assert read_seed_dir(tmp_path / "absent", MTIME) == []
 
 
 def test_unsupported_extension_and_dangling_symlink_are_permanent_errors(tmp_path: Path) -> None:
@@ -320,7 +320,7 @@ def test_unsupported_extension_and_dangling_symlink_are_permanent_errors(tmp_pat
     put(tmp_path, "README", "no extension")
     (tmp_path / "dangling.txt").symlink_to(tmp_path / "does-not-exist.txt")
 
-    raws = {r.source: r for r in read_seed_dir(tmp_path)}
+    raws = {r.source: r for r in read_seed_dir(tmp_path, MTIME)}
 
     assert sorted(raws) == ["seeds/README", "seeds/dangling.txt", "seeds/notes.docx"]
     for raw in raws.values():
@@ -335,13 +335,14 @@ def test_unsupported_extension_and_dangling_symlink_are_permanent_errors(tmp_pat
 # --- determinism: fetched_at and raw_id ---------------------------------------------------------
 
 
-def test_fetched_at_is_the_file_mtime_and_rereading_is_identical(tmp_path: Path) -> None:
-    put(tmp_path, "a.txt", "Title\nBody\n")
-    first = read_one(tmp_path, "a.txt")
-    second = read_one(tmp_path, "a.txt")
-    assert first.fetched_at == MTIME
-    assert first.fetched_at.tzinfo == timezone.utc
-    assert first == second
+def test_fetched_at_is_the_runs_time_never_the_mtime_and_rereading_is_identical(tmp_path: Path) -> None:
+    path = put(tmp_path, "a.txt", "Title\nBody\n")
+    for stamp in (0, 4_070_908_800):  # touched in 1970, in 2099
+        os.utime(path, (stamp, stamp))
+        first = read_one(tmp_path, "a.txt")
+        second = read_one(tmp_path, "a.txt")
+        assert first.fetched_at == MTIME
+        assert first == second
 
 
 def test_raw_id_changes_with_content_or_sidecar_only(tmp_path: Path) -> None:
@@ -351,7 +352,6 @@ def test_raw_id_changes_with_content_or_sidecar_only(tmp_path: Path) -> None:
     os.utime(path, (1_600_000_000, 1_600_000_000))
     touched = read_one(tmp_path, "a.txt")
     assert touched.raw_id == base  # a new mtime alone is not new content
-    assert touched.fetched_at == datetime.fromtimestamp(1_600_000_000, tz=timezone.utc)
 
     elsewhere = tmp_path / "copy"
     elsewhere.mkdir()

@@ -226,6 +226,7 @@ def _stream_config(tmp_path: Path, seeds: Path, feeds: dict[str, str], window: f
         "total_deadline = 3.0",
         "per_host_concurrency = 8",
         "per_host_min_gap = 0.01",
+        'allow_hosts = ["127.0.0.1"]',  # the test's feed server
         "[stream]",
         f"window_seconds = {window}",
         f"poll_interval = {poll}",
