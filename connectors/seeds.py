@@ -246,10 +246,8 @@ def _parse_json_records(raw: RawFetch, text: str, meta: dict[str, Any], lines: b
         if not isinstance(record, dict):
             result.problems.append(Problem("bad_record", "record is not an object", position=n))
             continue
-        if not record.get("title") or not (record.get("text") or record.get("html")):
-            result.problems.append(
-                Problem("missing_field", "record needs `title` and `text` or `html`", position=n)
-            )
+        if not (record.get("text") or record.get("html")):  # no title: the cleaner takes the lead's
+            result.problems.append(Problem("missing_field", "record needs `text` or `html`", position=n))
             continue
         fields = {k: record.get(k) for k in (*META_KEYS, "text", "html")}
         result.entries.append(_entry(raw, n, meta, **fields))

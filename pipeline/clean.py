@@ -206,13 +206,29 @@ def content_fingerprint(title: str, text: str) -> str:
     return stable_id("content", folded)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
+LEAD_TITLE_CHARS = 160
+
+
+def lead_title(text: str) -> str:
+    """A title for a text that came without one: its first sentence, cut at a word
+    boundary (with "…") when longer than LEAD_TITLE_CHARS."""
+    first = _SENTENCE_END.split(text.split("\n", 1)[0].strip(), maxsplit=1)[0].strip()
+    if len(first) <= LEAD_TITLE_CHARS:
+        return first
+    cut = first[:LEAD_TITLE_CHARS]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > LEAD_TITLE_CHARS // 2 else cut).rstrip(" ,;:") + "…"
+
+
 def clean_entry(entry: Entry) -> Article | Reject:
     title = clean_title(entry.title)
     text = clean_body(entry)
     if not title and not text:
         return make_reject(entry, "clean", "empty_article", "no title and no text after cleaning")
+    title_source = "headline"
     if not title:
-        title = text.split("\n", 1)[0][:200]
+        title, title_source = lead_title(text), "lead"
     url = canonical_url(entry.url)
     content_hash = content_fingerprint(title, text)
     published = plausible_date(entry.published_at or parse_date(entry.published), entry.fetched_at)
@@ -232,6 +248,7 @@ def clean_entry(entry: Entry) -> Article | Reject:
         guid=entry.guid,
         raw_id=entry.raw_id,
         publisher=entry.publisher,
+        title_source=title_source,
         position=entry.position,
     )
 

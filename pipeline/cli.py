@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
-import importlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -24,6 +21,7 @@ from typing import Any
 from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.lake import KILL_ENV, Lake, LakeBusy
 from pipeline.maintenance import MaintenanceError
+from pipeline.options import unknown_beam_option, unknown_option_message
 from pipeline.tagging import TaxonomyError
 
 EXIT_FAILED = 2
@@ -123,6 +121,19 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT published_date, count(*) FROM articles GROUP BY 1"')
     status = command("status", "recent runs and swaps, and the health of each feed")
     status.add_argument("--last", type=_positive, default=10, help="how many commits to list")
+    tag = sub.add_parser(
+        "tag",
+        help="tag one text: entities, topics, scores, evidence (--explain: and why)",
+        description="Tag one text (a file, or stdin with - or nothing; the first line is the title "
+        "unless --title is given) and print its entities and topics as JSON, or with --explain "
+        "a readable account: evidence sentences, and each calibrated topic's features and score.",
+    )
+    tag.add_argument("file", nargs="?", default="-", help="the text (default: stdin)")
+    tag.add_argument("--title", help="the headline (then the whole input is the body)")
+    tag.add_argument("--language", help="ISO 639-1 code of the text (exact aliases need it)")
+    tag.add_argument("--taxonomy", type=Path, help="taxonomy TOML (default: built-in)")
+    tag.add_argument("--explain", action="store_true", help="say why each topic was or was not kept")
+    verbose(tag)
     evaluate = sub.add_parser(
         "eval",
         help="tagging precision, recall and F1 on a labelled set",
@@ -149,104 +160,6 @@ def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.Argument
         if isinstance(action, argparse._SubParsersAction):
             return action.choices[name]
     raise KeyError(name)
-
-
-# --- Beam's options -----------------------------------------------------------------
-
-# Modules that register PipelineOptions subclasses only once imported (their runners'
-# options); tried, in this order, only when a flag is not known otherwise.
-_OPTION_MODULES = (
-    "apache_beam",
-    "apache_beam.runners.dask.dask_runner",
-    "apache_beam.runners.render",
-)
-_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
-
-
-def beam_option_parser() -> argparse.ArgumentParser:
-    """Every flag of every PipelineOptions subclass imported so far, in one parser.
-
-    Like `PipelineOptions.get_all_options`, plus subclasses of subclasses (`view_as`
-    parses those) and without exiting on a clash between two classes."""
-    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
-
-    parser = _BeamArgumentParser(allow_abbrev=False, add_help=False, conflict_handler="resolve")
-    seen: set[type] = set()
-    todo = list(PipelineOptions.__subclasses__())
-    while todo:
-        cls = todo.pop(0)
-        if cls in seen:
-            continue
-        seen.add(cls)
-        todo.extend(cls.__subclasses__())
-        if "_add_argparse_args" in cls.__dict__:
-            cls._add_argparse_args(parser)
-    return parser
-
-
-def _flag_like(arg: str) -> bool:
-    return arg.startswith("-") and not _NEGATIVE_NUMBER.match(arg)
-
-
-def _first_unknown(beam_args: list[str], parser: argparse.ArgumentParser) -> str | None:
-    """The first of `beam_args` that is no flag of `parser` (nor the value of one)."""
-    actions = parser._option_string_actions
-    i = 0
-    while i < len(beam_args):
-        arg = beam_args[i]
-        i += 1
-        name, eq, _ = arg.partition("=")
-        action = actions.get(name) if arg.startswith("--") else None
-        if action is None:
-            return arg
-        if eq or action.nargs == 0:
-            continue
-        nargs = action.nargs
-        most = 1 if nargs in (None, "?") else nargs if isinstance(nargs, int) else len(beam_args)
-        taken = 0
-        while taken < most and i < len(beam_args) and not _flag_like(beam_args[i]):
-            i += 1
-            taken += 1
-    return None
-
-
-def _runner_module(beam_args: list[str]) -> str | None:
-    """The module of a `--runner a.b.CustomRunner`: importing it may register its options."""
-    for i, arg in enumerate(beam_args):
-        if arg.startswith("--runner="):
-            value = arg.partition("=")[2]
-        elif arg == "--runner" and i + 1 < len(beam_args):
-            value = beam_args[i + 1]
-        else:
-            continue
-        return value.rpartition(".")[0] or None
-    return None
-
-
-def unknown_beam_option(beam_args: list[str]) -> str | None:
-    """The first of `beam_args` Beam's PipelineOptions do not know (Beam drops those
-    silently), or None. Accepts `--flag value` and `--flag=value`."""
-    if not beam_args:
-        return None
-    unknown = _first_unknown(beam_args, beam_option_parser())
-    if unknown is None:
-        return None
-    runner = _runner_module(beam_args)
-    for module in (*_OPTION_MODULES, *([runner] if runner else [])):
-        with contextlib.suppress(Exception):  # a runner Beam cannot load either: its error, later
-            importlib.import_module(module)
-    return _first_unknown(beam_args, beam_option_parser())
-
-
-def _unknown_option_message(parser: argparse.ArgumentParser, command: str, unknown: str) -> str:
-    if not unknown.startswith("-"):
-        return f"newsbeam {command}: unexpected argument {unknown!r}"
-    name = unknown.partition("=")[0]
-    own = [opt for action in _subcommand(parser, command)._actions for opt in action.option_strings]
-    beam = [opt for opt in beam_option_parser()._option_string_actions if opt.startswith("--")]
-    close = difflib.get_close_matches(name, own + beam, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"newsbeam {command}: unknown option {name}{hint}"
 
 
 # --- errors -------------------------------------------------------------------------
@@ -314,6 +227,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tag(args: argparse.Namespace) -> int:
+    from pipeline.explain import split_title, tag_report
+    from pipeline.tagging import Tagger, load_taxonomy
+
+    try:
+        tagger = Tagger(load_taxonomy(args.taxonomy))
+        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (TaxonomyError, OSError, UnicodeDecodeError) as exc:
+        print(f"newsbeam: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    title, text = (args.title, raw.strip()) if args.title is not None else split_title(raw)
+    print(tag_report(tagger, title, text, args.language, args.explain))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -325,12 +253,15 @@ def main(argv: list[str] | None = None) -> int:
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.command == "eval":
         return _evaluate(args)
+    if args.command == "tag":
+        return _tag(args)
     # Before Beam is imported: its import logs warnings about optional cloud clients.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     # Beam drops a flag no PipelineOptions knows: a typo would run with the default.
     unknown = unknown_beam_option(beam_args)
     if unknown is not None:
-        print(_unknown_option_message(parser, args.command, unknown), file=sys.stderr)
+        own = [opt for action in _subcommand(parser, args.command)._actions for opt in action.option_strings]
+        print(unknown_option_message(args.command, own, unknown), file=sys.stderr)
         return EXIT_FAILED
     try:
         config = _config(args)

@@ -29,12 +29,18 @@ TAG_COLUMNS = ("entities", "topics", "countries", "taxonomy_version")
 
 def retag_table(rows: pa.Table, tagger: Tagger) -> pa.Table:
     """`rows` (articles) with entities, topics, countries and taxonomy_version recomputed."""
+    sources = (
+        rows.column("title_source").to_pylist()
+        if "title_source" in rows.column_names
+        else [None] * rows.num_rows  # files written before the column: every title a headline
+    )
     tagged = [
-        tagger.tag(title, text, language)
-        for title, text, language in zip(
+        tagger.tag("" if source == "lead" else title, text, language)
+        for title, text, language, source in zip(
             rows.column("title").to_pylist(),
             rows.column("text").to_pylist(),
             rows.column("language").to_pylist(),
+            sources,
             strict=True,
         )
     ]

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import ahocorasick_rs
 import numpy as np
 
+from pipeline.salience import Mention, features
 from pipeline.taxonomy import (
     DEFAULT_TAXONOMY,
     SCOPES,
@@ -569,10 +570,74 @@ class Tagger:
                         found[n] = (passages, number)
         topics = []
         for n in sorted(weights):
-            match = _topic(rules.rules[n], weights[n], document, *found[n], lead_end)
+            compiled = rules.rules[n]
+            match = _topic(compiled, weights[n], document, *found[n], lead_end)
+            if match is not None and compiled.rule.calibration is not None:
+                match = self._calibrated(compiled, match, document, len(title), lead_end, hits, cues)
             if match is not None:
                 topics.append(match)
         return entities, tuple(topics), countries
+
+    def _calibrated(
+        self,
+        compiled: _Rule,
+        match: TopicMatch,
+        document: str,
+        title_end: int,
+        lead_end: int,
+        hits: list[tuple[Any, ...]],
+        cues: list[tuple[Any, ...]],
+    ) -> TopicMatch | None:
+        """A bilateral rule's match scored by its calibration (pipeline/salience.py): None
+        below the threshold; else the score, and the sentences stating the relation as evidence."""
+        calibration = compiled.rule.calibration
+        assert calibration is not None
+        found, relations = self._salience(compiled, document, title_end, lead_end, hits, cues)
+        score = calibration.score(found)
+        if score < calibration.threshold:
+            return None
+        return _new(TopicMatch, (match.id, round(score, 3), tuple(relations[:3]) or match.evidence))
+
+    def salience(self, title: str, text: str, topic: str, language: str | None = None) -> dict[str, float]:
+        """The salience features (pipeline/salience.py) of bilateral `topic`'s pair in an
+        article, whether or not its rule fires: what calibrations are fitted on."""
+        compiled = next((r for r in self._rules.rules if r.rule.id == topic), None)
+        if compiled is None or len(compiled.groups) != 2:
+            raise ValueError(f"{topic!r} is not a bilateral topic of this taxonomy")
+        document = f"{title}\n{text}"
+        hits, cues = self._scan(document, language)
+        return self._salience(compiled, document, len(title), _lead_end(title, text), hits, cues)[0]
+
+    def _salience(
+        self,
+        compiled: _Rule,
+        document: str,
+        title_end: int,
+        lead_end: int,
+        hits: list[tuple[Any, ...]],
+        cues: list[tuple[Any, ...]],
+    ) -> tuple[dict[str, float], list[str]]:
+        """The rule's salience features in the document, and the sentences stating the relation."""
+        first, second = (_or(group) for group in compiled.groups)
+        parties, states = [], []
+        for h in hits:
+            party = 0 if h[_MASK] & first else 1 if h[_MASK] & second else -1
+            if party >= 0:
+                parties.append(Mention(h[_START], h[_END], party))
+            if self._types[h[_KEY]] == "country":
+                states.append(Mention(h[_START], h[_END], party))
+        cue_starts = [c[_START] for c in cues if c[_MASK] & compiled.cue]
+        paragraph_ends = _line_ends(document)
+        sentence_ends = _sentence_ends(document, paragraph_ends, 0, len(document))
+        found, relations = features(
+            document, lead_end, title_end, paragraph_ends, sentence_ends, parties, states, cue_starts
+        )
+
+        def sentence(k: int) -> str:
+            end = sentence_ends[k] if k < len(sentence_ends) else len(document)
+            return document[sentence_ends[k - 1] if k else 0 : end].strip()
+
+        return found, [sentence(k) for k in relations]
 
     def _entities(
         self, hits: list[tuple[Any, ...]], text_start: int

@@ -16,15 +16,20 @@ then yield nothing ("FC Seoul" is not the city).
 A topic rule names groups of selectors (an entity id or `country:XX`); it
 fires in a passage (sentence, paragraph or document) where every group has a
 match and, when the rule lists `cues`, a cue occurs too, and no `exclude` cue
-does.
+does. A bilateral rule (two groups) may carry a `calibration`: the article's
+salience features for the pair (pipeline/salience.py) scored by a logistic
+layer, the topic kept when the score reaches its threshold.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pipeline.salience import FEATURES, Calibration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,6 +70,7 @@ class TopicRule:
     scope: str = "paragraph"
     exclude: tuple[str, ...] = ()
     min_weight: int = 2  # see Tagger._topic: the lead, or two passages
+    calibration: Calibration | None = None  # bilateral rules: kept when the score reaches its threshold
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ def _strings_by_language(table: dict[str, Any], key: str, where: str) -> list[tu
 
 
 _ENTITY_KEYS = {"id", "type", "country", "label", "aliases", "weak_aliases", "exact_aliases"}
-_TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight"}
+_TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight", "calibration"}
 
 
 def _identified(table: Any, section: str, kind: str, n: int, source: str, known: set[str]) -> tuple[str, str]:
@@ -157,7 +163,37 @@ def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
     min_weight = table.get("min_weight", 2)
     if not isinstance(min_weight, int) or isinstance(min_weight, bool) or min_weight < 1:
         raise TaxonomyError(f"{where}: `min_weight` must be a positive integer")
-    return TopicRule(tid, label, tuple(tuple(g) for g in groups), cues, scope, exclude, min_weight)
+    calibration = None
+    if "calibration" in table:
+        calibration = _calibration(table["calibration"], where, len(groups))
+    all_of = tuple(tuple(g) for g in groups)
+    return TopicRule(tid, label, all_of, cues, scope, exclude, min_weight, calibration)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TaxonomyError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _calibration(table: Any, where: str, groups: int) -> Calibration:
+    """`calibration = { bias = …, threshold = …, weights = { feature = … } }`: the logistic
+    layer of a bilateral rule (two groups), see pipeline/salience.py."""
+    if groups != 2:
+        raise TaxonomyError(f"{where}: `calibration` needs a bilateral rule (two groups in `all_of`)")
+    if not isinstance(table, dict) or set(table) != {"bias", "threshold", "weights"}:
+        raise TaxonomyError(f"{where}: `calibration` must be a table of `bias`, `threshold` and `weights`")
+    weights = table["weights"]
+    if not isinstance(weights, dict) or not set(weights) <= set(FEATURES):
+        raise TaxonomyError(f"{where}: `calibration.weights` keys must be among {list(FEATURES)}")
+    threshold = _number(table["threshold"], f"{where}: `calibration.threshold`")
+    if not 0.0 < threshold < 1.0:
+        raise TaxonomyError(f"{where}: `calibration.threshold` must be between 0 and 1")
+    return Calibration(
+        bias=_number(table["bias"], f"{where}: `calibration.bias`"),
+        weights={k: _number(v, f"{where}: `calibration.weights.{k}`") for k, v in sorted(weights.items())},
+        threshold=threshold,
+    )
 
 
 def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy:

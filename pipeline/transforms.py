@@ -182,7 +182,7 @@ def off_topic_reject(article: Article, topics: tuple[TopicMatch, ...]) -> Reject
 
 def tag_article(tagger: Tagger, keep_topics: frozenset[str], article: Article) -> Article | Reject:
     """The article with its entities, topics and countries, or the off-topic Reject."""
-    entities, topics, countries = tagger.tag(article.title, article.text, article.language)
+    entities, topics, countries = tagger.tag(article.headline, article.text, article.language)
     if keep_topics and not keep_topics & {t.id for t in topics}:
         return off_topic_reject(article, topics)
     return dataclasses.replace(

@@ -80,6 +80,7 @@ ARTICLE_SCHEMA = pa.schema(
         pa.field("taxonomy_version", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("schema_version", pa.int32(), nullable=False),
+        pa.field("title_source", pa.string()),  # v2: "headline" | "lead" (null in v1 files: headline)
     ]
 )
 
@@ -150,7 +151,7 @@ class Table:
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
-        Table("articles", ARTICLE_SCHEMA, 1, "published_date", Article, "article_id"),
+        Table("articles", ARTICLE_SCHEMA, 2, "published_date", Article, "article_id"),
         Table("rejects", REJECT_SCHEMA, 1, "fetched_date", Reject, "reject_id"),
         Table("duplicates", DUPLICATE_SCHEMA, 1, "fetched_date", Duplicate, "article_id"),
         Table("raw", RAW_FETCH_SCHEMA, 1, "landed_date", RawFetch, "raw_id"),

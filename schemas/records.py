@@ -97,7 +97,15 @@ class Article(_Compact):
     topics: tuple[TopicMatch, ...] = ()
     countries: tuple[str, ...] = ()
     taxonomy_version: str | None = None
+    # "headline": the source's own title; "lead": the source gave none, the title is the
+    # text's first sentence (and the tagger weighs the lead once, not twice).
+    title_source: str | None = None
     position: int = 0  # the entry's place in its raw document; not written, tells identical copies apart
+
+    @property
+    def headline(self) -> str:
+        """The title as the source gave it ("" when it gave none): what the tagger reads."""
+        return "" if self.title_source == "lead" else self.title
 
     @property
     def partition_date(self) -> str:

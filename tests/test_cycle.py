@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +15,7 @@ from connectors.http import FeedSource
 from pipeline.config import ConfigError
 from pipeline.run import EXIT_OK, EXIT_PARTIAL, format_report, run_cycle
 from schemas import ARTICLE_SCHEMA, DUPLICATE_SCHEMA, REJECT_SCHEMA
-from tests.conftest import feed_fixture, make_config
+from tests.conftest import SEED, feed_fixture, make_config
 from tests.feedserver import Route
 from tests.lakeread import arrow_table, duck_rows
 
@@ -256,3 +257,34 @@ def test_two_runs_equal_one_run_over_their_union(
 
     assert _articles_without_run(tmp_path / "separate") == _articles_without_run(tmp_path / "union")
     assert len(_articles_without_run(tmp_path / "union")) == 5
+
+
+def test_records_without_a_headline_are_articles_titled_by_their_lead(
+    tmp_path: Path, seeds_dir: Path, feed_server
+) -> None:
+    lead = "Kim Jong Un received a Russian military delegation led by Andrei Belousov in Pyongyang."
+    (seeds_dir / "dump.jsonl").write_text(
+        json.dumps({"text": f"{lead} The two sides signed a plan for military cooperation.\n\nMore."}) + "\n",
+        encoding="utf-8",
+    )
+    item = (
+        "<item><link>https://wire.example.org/untitled</link><description>Vladimir Putin met Kim Jong Un "
+        "in Pyongyang and the two leaders signed a treaty on strategic partnership.</description></item>"
+    )
+    feed_server.routes["/rss"] = Route(
+        f'<?xml version="1.0"?><rss version="2.0"><channel>{item}</channel></rss>'.encode()
+    )
+    config = make_config(tmp_path, seeds_dir, [FeedSource("wire", feed_server.url("/rss"))])
+    assert run_cycle(config).exit_code == EXIT_OK
+
+    rows = {
+        r["source"]: r
+        for r in duck_rows(config.output_dir, "articles", "source, title, title_source, topics")
+    }
+    assert rows["seeds/dump.jsonl"]["title"] == lead
+    assert rows["wire"]["title"].startswith("Vladimir Putin met Kim Jong Un")
+    for source in ("seeds/dump.jsonl", "wire"):
+        assert rows[source]["title_source"] == "lead"
+        assert "nk-russia" in {t["id"] for t in rows[source]["topics"]}, source
+    assert rows[f"seeds/{SEED.name}"]["title_source"] == "headline"
+    assert not [r for r in duck_rows(config.output_dir, "rejects") if r["reason"] == "missing_field"]
