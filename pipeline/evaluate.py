@@ -146,6 +146,7 @@ class Report:
     by_topic: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
     by_language: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
     entities: Counts = field(default_factory=Counts)  # recall of labelled entities; fp = forbidden ones
+    articles_by_language: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     mistakes: list[Mistake] = field(default_factory=list)
 
     def micro(self) -> Counts:
@@ -160,6 +161,7 @@ def evaluate(tagger: Tagger, articles: Iterable[LabelledArticle]) -> Report:
     report = Report()
     for article in articles:
         report.articles += 1
+        report.articles_by_language[article.language] += 1
         entities, topics, _ = tagger.tag(article.title, article.text, article.language)
         found = {t.id: t for t in topics}
         for topic in topic_ids:
@@ -193,8 +195,14 @@ def format_report(report: Report, show_mistakes: bool = False) -> str:
     lines = [f"{report.articles} labelled articles", "", header.format("topic")]
     lines += [row(topic, c) for topic, c in sorted(report.by_topic.items())]
     lines.append(row("**all topics (micro)**", report.micro()))
-    lines += ["", header.format("language")]
-    lines += [row(lang, c) for lang, c in sorted(report.by_language.items())]
+    lines += [
+        "",
+        header.format("language").replace("| gold |", "| articles | gold |").replace("|---|", "|---|---|", 1),
+    ]
+    lines += [
+        row(lang, c).replace(f"| {lang} |", f"| {lang} | {report.articles_by_language[lang]} |", 1)
+        for lang, c in sorted(report.by_language.items())
+    ]
     e = report.entities
     lines += [
         "",

@@ -58,15 +58,10 @@ class Calibration:
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-@dataclass(frozen=True)
-class Mention:
-    start: int
-    end: int
-    party: int  # 0 or 1: which group of the rule it answers for; -1: another state
-
-
-def _passage(ends: Sequence[int], at: int) -> int:
-    return bisect_right(ends, at)
+# (start, end, party): party 0 or 1 is the group of the rule a hit answers for, -1 another
+# state. Plain tuples: an article has dozens and a dataclass costs 10× to build.
+Mention = tuple[int, int, int]
+_START, _END, _PARTY = 0, 1, 2
 
 
 def _list_runs(document: str, states: Sequence[Mention]) -> list[tuple[int, int]]:
@@ -75,7 +70,7 @@ def _list_runs(document: str, states: Sequence[Mention]) -> list[tuple[int, int]
     runs: list[tuple[int, int]] = []
     first = 0
     for i in range(1, len(states) + 1):
-        joined = i < len(states) and _LIST_GAP.fullmatch(document[states[i - 1].end : states[i].start])
+        joined = i < len(states) and _LIST_GAP.fullmatch(document[states[i - 1][_END] : states[i][_START]])
         if not joined:
             if i - first >= 3:
                 runs.append((first, i))
@@ -100,27 +95,27 @@ def features(
     returns the numbers of the sentences that state the relation (the evidence)."""
     by_sentence: dict[int, set[int]] = {}
     by_paragraph: dict[int, set[int]] = {}
-    for m in parties:
-        by_sentence.setdefault(_passage(sentence_ends, m.start), set()).add(m.party)
-        by_paragraph.setdefault(_passage(paragraph_ends, m.start), set()).add(m.party)
-    cue_sentences = {_passage(sentence_ends, at) for at in cues}
+    for start, _, party in parties:
+        by_sentence.setdefault(bisect_right(sentence_ends, start), set()).add(party)
+        by_paragraph.setdefault(bisect_right(paragraph_ends, start), set()).add(party)
+    cue_sentences = {bisect_right(sentence_ends, at) for at in cues}
     # Sentences where a party is named outside every list of states: the two are
     # then not mere items of one list there.
-    ordered = sorted(states, key=lambda m: m.start)
-    in_list: set[int] = set()
-    for first, stop in _list_runs(document, ordered):
-        in_list.update(range(ordered[first].start, ordered[stop - 1].end))
+    ordered = sorted(states)
+    lists = [
+        (ordered[first][_START], ordered[stop - 1][_END]) for first, stop in _list_runs(document, ordered)
+    ]
     free: dict[int, set[int]] = {}
-    for m in parties:
-        if m.start not in in_list:
-            free.setdefault(_passage(sentence_ends, m.start), set()).add(m.party)
+    for start, _, party in parties:
+        if not any(low <= start < high for low, high in lists):
+            free.setdefault(bisect_right(sentence_ends, start), set()).add(party)
     pair_sentences = [n for n, named in by_sentence.items() if len(named) == 2]
     # A party named in that sentence only as an item of a list: no relation is stated there.
     listed = [n for n in pair_sentences if free.get(n, set()) != {0, 1}]
     relations = [n for n in pair_sentences if n in cue_sentences and n not in listed]
-    lead_sentences = _passage(sentence_ends, lead_end - 1)
-    counts = [sum(m.party == p for m in parties) for p in (0, 1)]
-    title_parties = {m.party for m in parties if m.start < title_end}
+    lead_sentences = bisect_right(sentence_ends, lead_end - 1)
+    counts = [sum(m[_PARTY] == p for m in parties) for p in (0, 1)]
+    title_parties = {m[_PARTY] for m in parties if m[_START] < title_end}
     paragraphs_with_a_party = len(by_paragraph) or 1
     return {
         "title_pair": float(title_parties == {0, 1}),

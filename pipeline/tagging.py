@@ -619,13 +619,15 @@ class Tagger:
     ) -> tuple[dict[str, float], list[str]]:
         """The rule's salience features in the document, and the sentences stating the relation."""
         first, second = (_or(group) for group in compiled.groups)
-        parties, states = [], []
+        parties: list[Mention] = []
+        states: list[Mention] = []
+        types = self._types
         for h in hits:
             party = 0 if h[_MASK] & first else 1 if h[_MASK] & second else -1
             if party >= 0:
-                parties.append(Mention(h[_START], h[_END], party))
-            if self._types[h[_KEY]] == "country":
-                states.append(Mention(h[_START], h[_END], party))
+                parties.append((h[_START], h[_END], party))
+            if types[h[_KEY]] == "country":
+                states.append((h[_START], h[_END], party))
         cue_starts = [c[_START] for c in cues if c[_MASK] & compiled.cue]
         paragraph_ends = _line_ends(document)
         sentence_ends = _sentence_ends(document, paragraph_ends, 0, len(document))
