@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench bench-dedup bench-polling bench-articles bench-lake constraints clean
+.PHONY: run test lint bench bench-dedup bench-polling bench-articles bench-lake bench-templated constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,8 @@ bench-articles: $(STAMP)
 	$(BIN)/python -m bench.articles $(ARGS)
 bench-lake: $(STAMP)
 	$(BIN)/python -m bench.lake $(ARGS)
+bench-templated: $(STAMP)
+	$(BIN)/python -m bench.templated $(ARGS)
 
 constraints: $(STAMP)
 	(echo '# Every dependency pinned (Python 3.11, Linux x86_64). Regenerate with: make constraints'; \

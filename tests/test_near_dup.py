@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -16,15 +17,21 @@ from hypothesis import strategies as st
 
 from pipeline.clean import fold_text
 from pipeline.dedup import (
+    INDEXED,
+    NEW,
+    LinkStats,
+    _spanning_forest,
     day_number,
     decide,
     group_links,
+    group_summary,
     indexed_member,
     member,
     member_keys,
     resolve_links,
     shard_links,
     shard_payloads,
+    shard_summary,
 )
 from pipeline.deduplicate import DeduplicateArticles, in_lookback, partition_day
 from pipeline.near_dup import (
@@ -279,3 +286,141 @@ def test_band_keys_are_equal_exactly_when_bands_are() -> None:
 @given(st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=80))
 def test_words_are_the_runs_of_word_characters(text: str) -> None:
     assert words_of(text) == re.findall(r"\w+", fold_text(text))
+
+
+def loop_band_links(ordered: list, settings: NearDupSettings, lookback_days: int) -> set:
+    """A band group's links pair by pair, as the definition reads: each new member against the
+    `max_bucket_comparisons` signed members nearest before it that it may see."""
+    links = set()
+    for i, later in enumerate(ordered):
+        if later[0][0] == INDEXED or later[3] is None:
+            continue
+        compared = 0
+        for earlier in reversed(ordered[:i]):
+            if compared == settings.max_bucket_comparisons:
+                break
+            if earlier[3] is None or not (
+                earlier[0][0] != INDEXED or abs(later[4] - earlier[4]) <= lookback_days
+            ):
+                continue
+            compared += 1
+            sim = compact_similarity(later[3], earlier[3])
+            if sim >= settings.threshold:
+                links.add((later[0], earlier[0], earlier[1], "near_duplicate", round(sim, 4)))
+    return links
+
+
+index_strategy = st.lists(
+    st.tuples(st.integers(0, 3), st.sampled_from([0.0, 0.05, 0.1]), st.integers(-10, 10), st.booleans()),
+    max_size=8,
+)  # indexed copies of BASES: (base, share of words changed, days from the run's, signed)
+
+
+@settings(max_examples=100, deadline=None)
+@given(doc_strategy, index_strategy, st.integers(1, 5), st.integers(1, 4))
+def test_band_links_and_their_summary_match_the_pair_by_pair_definition(spec, index, cap, shards) -> None:
+    """Bands: the comparisons made a diagonal at a time link exactly the pairs the pair-by-pair
+    loop links (caps small enough to bind, indexed members inside and outside the lookback);
+    and the summaries the shards hand on resolve exactly as every link does."""
+    tight = replace(SETTINGS, max_bucket_comparisons=cap, shards=shards)
+    members = [member(a, tight) for a in build(spec)]
+    local = random.Random(13)
+    for n, (base, share, days, signed) in enumerate(index):
+        ws = list(BASES[base])
+        for i in local.sample(range(len(ws)), int(len(ws) * share)):
+            ws[i] = local.choice(VOCAB)
+        sig = signature(" ".join(ws), tight) if signed else None
+        fetched = T0 - timedelta(days=1, minutes=n)
+        members.append(indexed_member(fetched, f"old-{n}", f"hash-{n}", sig, day_number("2024-06-19") + days))
+    groups: dict[bytes, list] = {}
+    for m in members:
+        filed, keys = member_keys(m, tight)
+        for key in keys:
+            groups.setdefault(key, []).append(filed)
+    every: set = set()
+    for key, group in groups.items():
+        links = set(group_links((key, group), tight, 7))
+        if key[:1] == b"b":
+            assert links == loop_band_links(sorted(set(group)), tight, 7)
+        assert resolve_links(group_summary((key, group), tight, 7)) == resolve_links(links)
+        every |= links
+    payloads = [p for _, p in shard_payloads(members, tight, shards)]
+    summaries = [shard_summary([p], tight, 7) for p in payloads]
+    assert all(len(s) <= 2 * len(members) for s in summaries)
+    assert resolve_links(link for s in summaries for link in s) == resolve_links(every)
+    assert decide(members, tight) == resolve_links(every)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 30), st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=60))
+def test_a_spanning_forest_joins_what_every_edge_joins_with_one_edge_less_per_node(nodes, pairs) -> None:
+    edges = [(a % nodes, b % nodes) for a, b in pairs]
+    u = np.array([a for a, _ in edges], dtype=np.int64)
+    v = np.array([b for _, b in edges], dtype=np.int64)
+
+    def components(chosen: list[tuple[int, int]]) -> list[int]:
+        parent = list(range(nodes))
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                x = parent[x]
+            return x
+
+        for a, b in chosen:
+            parent[max(find(a), find(b))] = min(find(a), find(b))
+        return [find(x) for x in range(nodes)]
+
+    forest = _spanning_forest(nodes, u, v).tolist()
+    assert len(set(forest)) == len(forest)
+    everything = components(edges)
+    assert components([edges[i] for i in forest]) == everything
+    assert len(forest) == nodes - len(set(everything))  # no edge joins what is joined already
+
+
+def flood(n: int) -> list:
+    """n new near-identical copies of one 300-word text (two words changed in each): in each
+    band, one bucket holds most of them."""
+    local = random.Random(5)
+    base = [f"w{i}" for i in range(300)]
+    out = []
+    for k in range(n):
+        ws = list(base)
+        for i in local.sample(range(len(ws)), 2):
+            ws[i] = f"v{k}x{i}"
+        sig = signature(" ".join(ws), SETTINGS)
+        out.append((f"{NEW}{k:049d}", f"article-{k}", f"hash-{k}", sig, 0))
+    return out
+
+
+def test_a_flood_of_near_copies_costs_comparisons_and_links_linear_in_its_size() -> None:
+    cap = SETTINGS.max_bucket_comparisons
+    counted = {}
+    for n in (2500, 5000):
+        members = flood(n)
+        stats = LinkStats()
+        links = shard_summary([p for _, p in shard_payloads(members, SETTINGS, 1)], SETTINGS, 7, stats)
+        counted[n] = stats.comparisons
+        # Each member meets at most `cap` members before it in each of its band buckets ...
+        assert stats.comparisons <= n * SETTINGS.bands * cap
+        # ... and hands on at most two links, however many of those were similar.
+        assert stats.links == len(links) <= 2 * n
+        drops = resolve_links(links)
+        assert sorted(drops) == [m[0] for m in members[1:]]  # one cluster: the first copy is kept
+        assert {(kept, why) for kept, why, _ in drops.values()} == {("article-0", "near_duplicate")}
+        assert all(SETTINGS.threshold <= sim <= 1.0 for _, _, sim in drops.values())
+    # Twice the copies, twice the comparisons: not four times, as comparing every pair would be.
+    assert 1.9 < counted[5000] / counted[2500] < 2.1
+
+    # One bucket of the flood on its own: exactly `cap` comparisons per member past the first `cap`.
+    groups: dict[bytes, list] = {}
+    for m in members:
+        filed, keys = member_keys(m, SETTINGS)
+        for key in keys[2:]:
+            groups.setdefault(key, []).append(filed)
+    key, biggest = max(groups.items(), key=lambda kv: len(kv[1]))
+    size = len(biggest)
+    assert size > 0.8 * len(members)
+    stats = LinkStats()
+    summary = group_summary((key, biggest), SETTINGS, 7, stats)
+    assert stats.comparisons == sum(size - d for d in range(1, cap + 1)) < size * cap
+    assert len(summary) <= 2 * size
