@@ -359,11 +359,22 @@ def duckdb_source(lake: Lake, name: str) -> str | None:
     )
 
 
+def require_lake(lake: Lake) -> None:
+    """MaintenanceError unless `lake.root` is a lake a run has written: reading or
+    operating on any other folder would only show empty tables."""
+    if not (lake.root / MANIFESTS).is_dir() and not (lake.root / "_state").is_dir():
+        raise MaintenanceError(
+            f"{lake.root} is not a newsbeam lake (no {MANIFESTS}/ or _state/): "
+            "give the output folder of a run with --output or `output_dir`"
+        )
+
+
 def snapshot_connection(lake: Lake) -> Any:
     """DuckDB with views `articles`, `rejects`, `duplicates`, `dedup_index` over one
     committed state, and `raw` over the landed batches."""
     import duckdb
 
+    require_lake(lake)
     con = duckdb.connect()
     for name in _READ_TABLES:
         source = duckdb_source(lake, name)
@@ -420,6 +431,7 @@ def feed_lines(lake: Lake) -> Iterator[str]:
 
 
 def status_report(lake: Lake, last: int = 10) -> str:
+    require_lake(lake)
     pending = lake.pending_raw_batches()
     live = lake.live_files()
     lines = [f"lake {lake.root}: {len(live)} live files, {len(pending)} raw batches pending", "runs:"]

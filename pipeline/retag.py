@@ -18,8 +18,9 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.lake import Lake, StagedFile
-from pipeline.maintenance import _by_partition, _stage_rows, read_files
+from pipeline.maintenance import MaintenanceError, _by_partition, _stage_rows, read_files, require_lake
 from pipeline.tagging import Tagger
+from pipeline.taxonomy import record_version
 from schemas.arrow import TABLES
 from schemas.ids import stable_id
 
@@ -77,6 +78,10 @@ def retag(
     Partitions whose tags come out unchanged are left alone, so re-running with the
     same taxonomy writes nothing. Call with the lock held.
     """
+    if since > until:
+        raise MaintenanceError(f"--since {since} is after --until {until}")
+    require_lake(lake)
+    record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
     result = RetagResult()
     replacements: dict[tuple[str, str], list[StagedFile]] = {}
     for partition, rels in _by_partition(lake, ARTICLES.name).items():

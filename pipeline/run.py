@@ -27,6 +27,7 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
 from pipeline.lake import Lake, kill_point
 from pipeline.tagging import Tagger, load_taxonomy
+from pipeline.taxonomy import record_version
 from schemas.ids import stable_id
 from schemas.records import RawFetch
 
@@ -79,11 +80,12 @@ def _seed_statuses(seeds: list[RawFetch], known: dict[str, str]) -> tuple[list[R
         changed = known.get(raw.source) != raw.raw_id
         if changed:
             to_land.append(raw)
-        if raw.status != "ok":
-            detail = raw.error or "error"
-            statuses.append(
-                SourceStatus(raw.source, "seed", "error", detail if changed else f"unchanged: {detail}")
-            )
+        if raw.status != "ok" and changed:
+            statuses.append(SourceStatus(raw.source, "seed", "error", raw.error or "error"))
+        elif raw.status != "ok":
+            # Its reject was written when it first failed: the same failure again is no news,
+            # and must not make every later run partial.
+            statuses.append(SourceStatus(raw.source, "seed", "unchanged", f"still failing: {raw.error}"))
         else:
             statuses.append(SourceStatus(raw.source, "seed", "ok" if changed else "unchanged"))
     return to_land, statuses
@@ -109,6 +111,7 @@ def run_cycle(
     tagger = load_tagger(config)
     lake = Lake(config.output_dir)
     with lake.lock():
+        record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
         feed_state_path = lake.state_path("feeds.json")
         feed_states = load_feed_states(feed_state_path, clock(), config.http.longest_wait)
         polled = poll_and_land(config, lake, list(config.feeds), feed_states, transport, clock, kill_at)
@@ -157,7 +160,12 @@ def poll_and_land(
     known_seeds = load_seed_state(lake.state_path("seeds.json"))
     seeds: list[RawFetch] = []
     statuses: list[SourceStatus] = []
-    if read_seeds:
+    if read_seeds and not config.seeds_dir.is_dir():
+        # A typo in seeds_dir must not pass for a folder with nothing new in it.
+        statuses.append(
+            SourceStatus("seeds", "seed", "error", f"seeds_dir {config.seeds_dir} is not a folder")
+        )
+    elif read_seeds:
         read = read_seed_dir(config.seeds_dir, clock(), config.seeds_max_bytes)
         seeds, statuses = _seed_statuses(read, known_seeds)
     outcomes = poll_feeds(feeds, feed_states, http or config.http, transport, clock)

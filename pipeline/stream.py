@@ -29,6 +29,7 @@ from pipeline.articles import remember_pages
 from pipeline.config import ConfigError, RunConfig
 from pipeline.lake import Lake, kill_point
 from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options, poll_and_land
+from pipeline.taxonomy import record_version
 
 
 @dataclass
@@ -124,6 +125,7 @@ def run_stream(
     lake = Lake(config.output_dir)
     report = StreamReport()
     with lake.lock():
+        record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
         state_path = lake.state_path("feeds.json")
         committed = load_feed_states(state_path, clock(), max(http.longest_wait, settings.poll_interval))
         while max_windows is None or len(report.windows) < max_windows:

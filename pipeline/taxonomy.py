@@ -23,9 +23,12 @@ layer, the topic kept when the score reaches its threshold.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +219,30 @@ def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy
         topics.append(topic)
     ignore = tuple(p for _, p in _strings_by_language(data, "ignore", source))
     return Taxonomy(version, tuple(entities), tuple(topics), ignore, source)
+
+
+def digest(taxonomy: Taxonomy) -> str:
+    """A hash of the rules themselves (not of the file's comments or layout)."""
+    return hashlib.sha256(repr(replace(taxonomy, source="")).encode("utf-8")).hexdigest()[:16]
+
+
+def record_version(path: Path, taxonomy: Taxonomy) -> None:
+    """Remember which rules `taxonomy.version` names in the lake's `path` (JSON), or raise
+    TaxonomyError when that version string was used before for other rules: stored rows
+    name the taxonomy they were tagged with by version, and `retag` relies on it."""
+    known: dict[str, str] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    ours, seen = digest(taxonomy), known.get(taxonomy.version)
+    if seen == ours:
+        return
+    if seen is not None:
+        raise TaxonomyError(
+            f"{taxonomy.source}: version {taxonomy.version!r} was used for other rules in this lake; "
+            "change `version` whenever the entities or topics change"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**known, taxonomy.version: ours}, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def load_taxonomy(path: Path | None = None) -> Taxonomy:

@@ -66,6 +66,7 @@ from pipeline.near_dup import NearDupSettings
 from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options
 from pipeline.stream import due_at, feed_interval
 from pipeline.tagging import Tagger
+from pipeline.taxonomy import record_version
 from pipeline.transforms import clean_or_reject, parse_raw, tag_article
 from schemas.ids import stable_id
 from schemas.records import Article, Duplicate, Entry, IndexEntry, RawFetch, Reject
@@ -518,6 +519,7 @@ def run_unbounded(
     settings = config.stream
     lake = Lake(config.output_dir)
     with lake.lock():
+        record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
         before = set(lake.manifests_by_id())
 
         def commit_landed() -> RunReport:

@@ -194,11 +194,30 @@ def test_sql_reads_only_committed_files(tmp_path: Path, capsys) -> None:
 
 
 def test_sql_on_an_empty_lake_has_typed_empty_views(tmp_path: Path, capsys) -> None:
-    assert (
-        cli.main(["sql", "--output", str(tmp_path), "SELECT count(*), max(published_date) FROM articles"])
-        == 0
-    )
+    (tmp_path / "seeds").mkdir()
+    run_cycle(make_config(tmp_path, tmp_path / "seeds"))  # a run with nothing to commit
+    out = str(tmp_path / "data")
+    assert cli.main(["sql", "--output", out, "SELECT count(*), max(published_date) FROM articles"]) == 0
     assert "│            0 │" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command", [["sql", "SELECT 1"], ["status"], ["retag", "--since", "2024-06-01", "--until", "2024-06-30"]]
+)
+def test_a_folder_that_is_not_a_lake_is_an_error_not_empty_tables(
+    tmp_path: Path, capsys, command: list[str]
+) -> None:
+    (tmp_path / "photos").mkdir()
+    assert cli.main([command[0], "--output", str(tmp_path / "photos"), *command[1:]]) == 2
+    assert "is not a newsbeam lake" in capsys.readouterr().err
+
+
+def test_retag_with_since_after_until_is_an_error(tmp_path: Path, capsys) -> None:
+    lake = Lake(tmp_path)
+    _small_runs(lake, 1)
+    args = ["retag", "--output", str(tmp_path), "--since", "2024-06-30", "--until", "2024-06-01"]
+    assert cli.main(args) == 2
+    assert "--since 2024-06-30 is after --until 2024-06-01" in capsys.readouterr().err
 
 
 def test_status_lists_commits_and_feed_health(tmp_path: Path, capsys) -> None:
