@@ -3,7 +3,12 @@
 Requests go through the fetch core (`connectors/fetch.py`: the address policy,
 timeouts and a total deadline, redirects hop by hop, a capped body); this
 module decides what a poll means for the feed: conditional requests, backoff
-(`connectors/retry.py`), permanent redirects, and the raw document to land.
+(`connectors/retry.py`), permanent redirects, feed discovery, and the raw document to land.
+A configured URL that serves a web page is searched for the feed it links
+(`connectors/discovery.py`), and that feed is fetched in the same poll, under the same
+deadline, through the same fetch core; its URL is kept in the feed state and polled from
+then on, until it fails for good (a permanent 4xx, or a page again without a feed link):
+then the next poll starts over from the configured URL.
 A feed URL's `user:password@` is kept out of everything stored: `FeedSource.url`
 never holds it; it is sent as Basic credentials to the feed's own origin only.
 """
@@ -19,10 +24,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from connectors import retry
+from connectors import discovery, retry
 from connectors.errors import PERMANENT, RETRYABLE
 from connectors.fetch import (
     FETCH_ERRORS,
+    Fetched,
     Fetcher,
     FetchFailure,
     HttpSettings,
@@ -45,6 +51,7 @@ class FeedSource:
     verify_tls: bool = True  # false only when configured so for this one feed
     fetch_articles: bool = False  # fetch each new entry's page for its full text (connectors/articles.py)
     poll_interval: float | None = None  # `newsbeam stream`: this feed's own period (None: `[stream]`'s)
+    tags: tuple[str, ...] = ()  # `[[feeds]] tags` and the OPML categories it is filed under
     userinfo: str | None = field(default=None, repr=False, compare=False)  # from the configured URL
 
     def __post_init__(self) -> None:
@@ -109,6 +116,7 @@ def _error(
     failure: FetchFailure,
     settings: HttpSettings,
     retry_after: float | None = None,
+    retire: bool = True,
 ) -> FetchOutcome:
     raw = RawFetch(
         raw_id=stable_id("feed-error", source.url, at.isoformat()),
@@ -123,7 +131,7 @@ def _error(
     )
     failed = state.failed(at, failure.http_status, failure.message)
     new_state = retry.after_failure(failed, source.url, at, retry_after, settings.retry_policy())
-    if failure.http_status == 410:
+    if failure.http_status == 410 and retire:
         new_state = dataclasses.replace(new_state, retired=True, next_poll_at=None)
     return FetchOutcome(source, "error", failure.message, raw, new_state)
 
@@ -140,21 +148,87 @@ def _follow_permanent_redirect(state: FeedState, target: str | None, settings: H
     return dataclasses.replace(state, redirect_target=target, redirect_polls=polls)
 
 
+async def _get_feed(
+    fetcher: Fetcher,
+    source: FeedSource,
+    state: FeedState,
+    headers: list[tuple[str, str]],
+    plain_headers: list[tuple[str, str]],
+) -> tuple[Fetched, str | None]:
+    """The response of the URL polled, or, when that is a web page, of the feed it links;
+    with the feed URL discovered (None when there was no page). Raises what `Fetcher.get`
+    raises, and FetchFailure `no_feed_found` for a page that links no feed."""
+    got = await fetcher.get(state.url or source.request_url(), headers, verify_tls=source.verify_tls)
+    if not _is_page(got):
+        return got, None
+    found = discovery.find_feed_url(got.body, got.url, got.headers.get("content-type"))
+    if found is None:
+        raise FetchFailure(PERMANENT, "no_feed_found", discovery.not_found_detail(got.url), got.status)
+    # Validators belong to the URL that gave them: the discovered feed is asked unconditionally.
+    feed = await fetcher.get(found, plain_headers, verify_tls=source.verify_tls)
+    if _is_page(feed):
+        detail = f"{found[:300]}, linked as the feed of {got.url[:300]}, is a web page, not a feed"
+        raise FetchFailure(PERMANENT, "no_feed_found", detail, feed.status)
+    return feed, found
+
+
+def _is_page(got: Fetched) -> bool:
+    return 200 <= got.status < 300 and discovery.is_html_page(got.body, got.headers.get("content-type"))
+
+
+def _forget_discovery(state: FeedState) -> FeedState:
+    """The state once a discovered feed has failed for good: the next poll asks the configured
+    URL again (unconditionally: the validators were the lost feed's)."""
+    return dataclasses.replace(
+        state,
+        url=None,
+        discovered_url=None,
+        redirect_target=None,
+        redirect_polls=0,
+        etag=None,
+        last_modified=None,
+        last_full_fetch_at=None,
+    )
+
+
+def _failed(
+    source: FeedSource,
+    state: FeedState,
+    at: datetime,
+    failure: FetchFailure,
+    settings: HttpSettings,
+    retry_after: float | None = None,
+    discovered_now: bool = False,
+) -> FetchOutcome:
+    """`_error`, except for a discovered feed that failed for good (a permanent 4xx, or a page
+    without a feed link): then the discovery is forgotten, so that the next poll reads the
+    configured URL's page again, and a 410 retires nothing (that page is still there)."""
+    discovered = discovered_now or (state.discovered_url is not None and state.url is not None)
+    status = failure.http_status or 0
+    for_good = failure.kind == PERMANENT and (failure.reason == "no_feed_found" or 400 <= status < 500)
+    if not (discovered and for_good):
+        return _error(source, state, at, failure, settings, retry_after)
+    outcome = _error(source, state, at, failure, settings, retry_after, retire=False)
+    return dataclasses.replace(outcome, state=_forget_discovery(outcome.state))
+
+
 async def fetch_feed(fetcher: Fetcher, source: FeedSource, state: FeedState, now: datetime) -> FetchOutcome:
     """Poll one feed once at `now`. Never raises: every failure is a typed outcome."""
     settings = fetcher.settings
     conditional = _conditional_headers(state, now, settings)
-    headers = default_headers(settings, ACCEPT)
+    plain_headers = default_headers(settings, ACCEPT)
+    headers = plain_headers
     if conditional:
-        headers += conditional.items()
+        headers = [*plain_headers, *conditional.items()]
     try:
         async with fetcher.slots:
-            got = await within(
-                settings.total_deadline,
-                fetcher.get(state.url or source.request_url(), headers, verify_tls=source.verify_tls),
+            got, found = await within(
+                settings.total_deadline, _get_feed(fetcher, source, state, headers, plain_headers)
             )
     except FETCH_ERRORS as exc:
-        return _error(source, state, now, failure(exc, settings.total_deadline), settings)
+        return _failed(source, state, now, failure(exc, settings.total_deadline), settings)
+    if found is not None:
+        conditional = {}  # the discovered feed was asked without validators
 
     status, digest = got.status, None
     if status == 304:
@@ -167,9 +241,15 @@ async def fetch_feed(fetcher: Fetcher, source: FeedSource, state: FeedState, now
         retry_after = None
         if status in (429, 503):
             retry_after = retry.parse_retry_after(got.headers.get("retry-after"), now)
-        http_failure = FetchFailure(kind, f"HTTP {status}", "", status)
-        return _error(source, state, now, http_failure, settings, retry_after)
+        detail = "" if found is None else f"from {found[:300]}, the feed linked by the page"
+        http_failure = FetchFailure(kind, f"HTTP {status}", detail, status)
+        return _failed(source, state, now, http_failure, settings, retry_after, found is not None)
     else:
+        if found is not None:
+            # The feed is polled from now on; the page's own redirects no longer matter.
+            state = dataclasses.replace(
+                state, url=found, discovered_url=found, redirect_target=None, redirect_polls=0
+            )
         digest = sha256_hex(got.body)
         new_state = state.succeeded(
             now, status, got.headers.get("etag"), got.headers.get("last-modified"), digest
@@ -193,7 +273,10 @@ async def fetch_feed(fetcher: Fetcher, source: FeedSource, state: FeedState, now
         last_modified=got.headers.get("last-modified"),
         body=got.body,
     )
-    return FetchOutcome(source, "ok", f"HTTP {status}, {len(got.body)} bytes", raw, new_state)
+    detail = f"HTTP {status}, {len(got.body)} bytes"
+    if found is not None:
+        detail += f" from {found[:300]}, the feed linked by the page"
+    return FetchOutcome(source, "ok", detail, raw, new_state)
 
 
 def not_polled(source: FeedSource, state: FeedState) -> FetchOutcome:

@@ -53,7 +53,7 @@ META_KEYS = ("url", "published", "source", "language", "title")
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
-def _iter_seed_paths(seeds_dir: Path) -> Iterator[Path]:
+def _iter_candidates(seeds_dir: Path) -> Iterator[Path]:
     for path in sorted(seeds_dir.rglob("*")):
         rel = path.relative_to(seeds_dir)
         if any(part.startswith(".") for part in rel.parts):
@@ -61,6 +61,22 @@ def _iter_seed_paths(seeds_dir: Path) -> Iterator[Path]:
         if path.name.endswith(SIDECAR_SUFFIX) or (path.is_dir() and not path.is_symlink()):
             continue
         yield path
+
+
+def _iter_seed_paths(seeds_dir: Path) -> Iterator[Path]:
+    return (p for p in _iter_candidates(seeds_dir) if p.suffix.lower() in SEED_FORMATS)
+
+
+def unsupported_seeds(seeds_dir: Path) -> list[str]:
+    """Files in the seeds folder that are not in a seed format (a `.csv`, notes): not read,
+    listed so that the run can say so, and never a failure."""
+    if not seeds_dir.is_dir():
+        return []
+    return [
+        p.relative_to(seeds_dir).as_posix()
+        for p in _iter_candidates(seeds_dir)
+        if p.suffix.lower() not in SEED_FORMATS
+    ]
 
 
 class _Unusable(Exception):
@@ -104,7 +120,7 @@ def read_seed(path: Path, seeds_dir: Path, now: datetime, max_bytes: int = DEFAU
     source = f"seeds/{rel}"
     try:
         if path.suffix.lower() not in SEED_FORMATS:
-            raise ValueError(f"unsupported seed format {path.suffix or '(none)'!r}")
+            raise ValueError(f"unsupported seed format {path.suffix or '(none)'!r}")  # read_seed_dir skips
         real = _checked_file(path, seeds_dir.resolve(), max_bytes)
         body = _read_capped(real, max_bytes)
         sidecar = path.with_name(path.name + SIDECAR_SUFFIX)

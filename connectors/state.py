@@ -32,14 +32,19 @@ class FeedState:
     next_poll_at: str | None = None
     dead: bool = False
     retired: bool = False
-    # Where the feed is polled when a permanent redirect has been confirmed (None: the
-    # configured URL, which stays the feed's identity), and the permanent redirect seen
-    # on the latest polls with how many polls in a row it has been seen.
+    # Where the feed is polled when a permanent redirect has been confirmed or a feed was
+    # discovered on the configured page (None: the configured URL, which stays the feed's
+    # identity), and the permanent redirect seen on the latest polls with how many polls
+    # in a row it has been seen.
     url: str | None = None
     redirect_target: str | None = None
     redirect_polls: int = 0
     # The last 200 response: validators are ignored once this is old (servers lie).
     last_full_fetch_at: str | None = None
+    # The feed URL found in a `<link rel="alternate">` of the page the configured URL serves
+    # (connectors/discovery.py); `url` is where that led (the same, or where it moved since).
+    # None: no discovery, `url` (if any) comes from a permanent redirect.
+    discovered_url: str | None = None
 
     def succeeded(
         self,

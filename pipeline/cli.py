@@ -57,11 +57,17 @@ def _parser() -> argparse.ArgumentParser:
         # SUPPRESS: left out, the subcommand does not reset a `newsbeam -v CMD` to False.
         cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
 
-    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help, description=description or help)
+    def command_in(
+        subs: Any, name: str, help: str, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        cmd: argparse.ArgumentParser = subs.add_parser(name, help=help, description=description or help)
         cmd.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
-        cmd.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
         verbose(cmd)
+        return cmd
+
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        cmd = command_in(sub, name, help, description)
+        cmd.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
         return cmd
 
     run = command(
@@ -121,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT published_date, count(*) FROM articles GROUP BY 1"')
     status = command("status", "recent runs and swaps, and the health of each feed")
     status.add_argument("--last", type=_positive, default=10, help="how many commits to list")
+    feeds = sub.add_parser("feeds", help="the configured feeds (OPML included): list them, or export OPML")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True)
+    feeds_list = command_in(feeds_sub, "list", "each feed (name, URL, tags) and its health from its state")
+    feeds_list.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
+    command_in(feeds_sub, "export", "write the feeds as OPML 2.0 to stdout").set_defaults(output=None)
     tag = sub.add_parser(
         "tag",
         help="tag one text: entities, topics, scores, evidence (--explain: and why)",
@@ -442,6 +453,12 @@ def _status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
     return 0
 
 
+def _feeds(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.feedlist import main as feeds_main
+
+    return feeds_main(config, args)
+
+
 _COMMANDS = {
     "run": _run,
     "stream": _stream,
@@ -451,6 +468,7 @@ _COMMANDS = {
     "vacuum": _vacuum,
     "sql": _sql,
     "status": _status,
+    "feeds": _feeds,
 }
 
 

@@ -2,9 +2,12 @@
 
 Keys: `seeds_dir`, `output_dir`, `taxonomy` (paths, relative to the config
 file), optional `[http]`, `[dedup]`, `[articles]` and `[stream]` tables, and `[[feeds]]`
-tables with `name`, `url` and optionally `verify_tls`, `fetch_articles` and `poll_interval`
-(seconds: the feed's own period in `newsbeam stream`, instead of `[stream] poll_interval`).
-Unknown keys are errors, so a typo never silently does nothing.
+tables with `name`, `url` and optionally `verify_tls`, `fetch_articles`, `poll_interval`
+(seconds: the feed's own period in `newsbeam stream`, instead of `[stream] poll_interval`)
+and `tags` (strings). `opml` (a path) adds every feed an OPML subscription list names,
+tagged with its categories (`connectors/opml.py`): a URL a `[[feeds]]` entry also has is
+that entry, with the OPML tags added. Unknown keys are errors, so a typo never silently
+does nothing; so is an OPML file that cannot be read, naming the file and line.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from connectors.articles import ArticleSettings
 from connectors.fetch import HttpSettings
 from connectors.http import FeedSource
 from connectors.netguard import AllowRule
+from connectors.opml import OpmlError, merge_feeds, read_opml
 from connectors.seeds import DEFAULT_MAX_BYTES as DEFAULT_SEED_MAX_BYTES
 from pipeline.near_dup import NearDupSettings
 
@@ -70,8 +74,9 @@ _TOP_KEYS = {
     "articles",
     "stream",
     "seeds_max_bytes",
+    "opml",
 }
-_FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles", "poll_interval"}
+_FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles", "poll_interval", "tags"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days", "shards"}
 
 
@@ -207,6 +212,9 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
             raise ConfigError(
                 f"{at} ({name}): `poll_interval` must be a positive number of seconds, got {poll_interval!r}"
             )
+        tags = item.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+            raise ConfigError(f"{at} ({name}): `tags` must be an array of non-empty strings, got {tags!r}")
         feeds.append(
             FeedSource(
                 name=name,
@@ -214,9 +222,20 @@ def _feeds(items: Any, where: str) -> tuple[FeedSource, ...]:
                 verify_tls=verify_tls,
                 fetch_articles=fetch_articles,
                 poll_interval=None if poll_interval is None else float(poll_interval),
+                tags=tuple(dict.fromkeys(t.strip() for t in tags)),
             )
         )
     return tuple(feeds)
+
+
+def _with_opml(feeds: tuple[FeedSource, ...], path: Path | None, where: str) -> tuple[FeedSource, ...]:
+    """`feeds` and the feeds of the OPML file at `path` (none without one), merged by URL."""
+    if path is None:
+        return feeds
+    try:
+        return merge_feeds(feeds, read_opml(path))
+    except OpmlError as exc:
+        raise ConfigError(f"{where}: `opml`: {exc}") from exc
 
 
 def _keep_topics(value: Any, where: str) -> tuple[str, ...]:
@@ -236,7 +255,7 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
         seeds_dir=_path(data, "seeds_dir", base, where) or base / "seeds",
         output_dir=_path(data, "output_dir", base, where) or base / "data",
         taxonomy=_path(data, "taxonomy", base, where),
-        feeds=_feeds(data.get("feeds", []), where),
+        feeds=_with_opml(_feeds(data.get("feeds", []), where), _path(data, "opml", base, where), where),
         http=_http(data.get("http", {}), where),
         near_dup=near_dup,
         lookback_days=lookback_days,

@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from connectors.fetch import HttpSettings
 from connectors.http import FeedSource, FetchOutcome, poll_feeds
-from connectors.seeds import read_seed_dir
+from connectors.seeds import read_seed_dir, unsupported_seeds
 from connectors.state import FeedState, load_feed_states, load_seed_state, save_feed_states, save_seed_state
 from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
 from pipeline.config import ConfigError, RunConfig
@@ -42,7 +42,7 @@ class SourceStatus:
     source: str
     kind: str
     # ok | not_modified | unchanged | error | recovered; feeds not polled this run:
-    # skipped_backoff | skipped_dead | retired
+    # skipped_backoff | skipped_dead | retired; seeds not in a seed format: skipped
     status: str
     detail: str = ""
 
@@ -107,6 +107,7 @@ def run_cycle(
     `kill_at` (crash tests only) names a point where the process kills itself.
     """
     started = time.monotonic()
+    require_seeds_dir(config)
     options = pipeline_options(beam_args or [])
     tagger = load_tagger(config)
     lake = Lake(config.output_dir)
@@ -123,6 +124,15 @@ def run_cycle(
         remember_pages(lake, report.pages, clock, config.articles)
     report.seconds = time.monotonic() - started
     return report
+
+
+def require_seeds_dir(config: RunConfig) -> None:
+    """ConfigError for a `seeds_dir` that is not a folder: a typo must not pass for a
+    folder with nothing new in it."""
+    if not config.seeds_dir.is_dir():
+        raise ConfigError(
+            f"seeds_dir {config.seeds_dir} is not a folder (create it, or point seeds_dir at one)"
+        )
 
 
 def load_tagger(config: RunConfig) -> Tagger:
@@ -160,14 +170,13 @@ def poll_and_land(
     known_seeds = load_seed_state(lake.state_path("seeds.json"))
     seeds: list[RawFetch] = []
     statuses: list[SourceStatus] = []
-    if read_seeds and not config.seeds_dir.is_dir():
-        # A typo in seeds_dir must not pass for a folder with nothing new in it.
-        statuses.append(
-            SourceStatus("seeds", "seed", "error", f"seeds_dir {config.seeds_dir} is not a folder")
-        )
-    elif read_seeds:
+    if read_seeds:
         read = read_seed_dir(config.seeds_dir, clock(), config.seeds_max_bytes)
         seeds, statuses = _seed_statuses(read, known_seeds)
+        statuses += [
+            SourceStatus(f"seeds/{rel}", "seed", "skipped", "not a seed format: not read")
+            for rel in unsupported_seeds(config.seeds_dir)
+        ]
     outcomes = poll_feeds(feeds, feed_states, http or config.http, transport, clock)
     statuses += [_feed_status(o) for o in outcomes]
     pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)

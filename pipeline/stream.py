@@ -28,7 +28,15 @@ from connectors.state import FeedState, load_feed_states, save_feed_states, save
 from pipeline.articles import remember_pages
 from pipeline.config import ConfigError, RunConfig
 from pipeline.lake import Lake, kill_point
-from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options, poll_and_land
+from pipeline.run import (
+    Polled,
+    RunReport,
+    commit_pending,
+    load_tagger,
+    pipeline_options,
+    poll_and_land,
+    require_seeds_dir,
+)
 from pipeline.taxonomy import record_version
 
 
@@ -116,6 +124,7 @@ def run_stream(
     """Run windows until `stop` is set (the open window is then committed) or after
     `max_windows`. Holds the lake's lock throughout: other writers exit busy meanwhile."""
     options = stream_options(beam_args or [])
+    require_seeds_dir(config)
     stop = stop or threading.Event()
     tagger = load_tagger(config)
     settings = config.stream

@@ -180,10 +180,10 @@ def test_failures_are_statuses_or_rejects_and_the_run_completes(
     assert ("500", "fetch", "HTTP 500") in rejects
     assert ("hang", "fetch", "timeout") in rejects
     assert ("truncated", "parse", "malformed_feed_partial") in rejects
-    assert any(s == "html" and stage == "parse" for s, stage, _ in rejects)
+    assert ("html", "fetch", "no_feed_found") in rejects  # a page with no feed link
     assert ("seeds/dangling.txt", "read", "unreadable") in rejects
     assert ("seeds/latin1.txt", "parse", "undecodable") in rejects
-    assert ("seeds/notes.docx", "read", "unreadable") in rejects
+    assert status["seeds/notes.docx"].status == "skipped"  # no seed format: listed, not read
     assert ("seeds/batch.jsonl", "parse", "bad_json") in rejects
     assert ("seeds/batch.jsonl", "parse", "missing_field") in rejects
     for reject in duck_rows(out, "rejects"):

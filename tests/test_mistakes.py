@@ -1,5 +1,5 @@
 """Mistakes that used to pass in silence: a missing seeds folder, a taxonomy edited
-under an old version string, one unsupported file making every later run partial."""
+under an old version string, one file in no seed format making every later run partial."""
 
 from __future__ import annotations
 
@@ -8,37 +8,52 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import ConfigError
 from pipeline.run import EXIT_OK, EXIT_PARTIAL, format_report, run_cycle
 from pipeline.taxonomy import DEFAULT_TAXONOMY, TaxonomyError
 from tests.conftest import make_config
 from tests.lakeread import duck_rows
 
 
-def test_a_missing_seeds_folder_is_a_failed_source_not_ok(tmp_path: Path) -> None:
-    report = run_cycle(make_config(tmp_path, tmp_path / "seedz"))
-    assert report.exit_code == EXIT_PARTIAL
-    [seeds] = report.sources
-    assert (seeds.source, seeds.status) == ("seeds", "error")
-    assert "seedz is not a folder" in seeds.detail
-    assert "status: partial" in format_report(report)
+def test_a_missing_seeds_folder_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="seedz is not a folder"):
+        run_cycle(make_config(tmp_path, tmp_path / "seedz"))
+    assert not (tmp_path / "data").exists(), "nothing was written"
 
 
-def test_an_unsupported_seed_fails_once_then_no_longer_makes_runs_partial(
+def test_a_file_in_no_seed_format_is_skipped_and_listed_not_a_failure(
     tmp_path: Path, seeds_dir: Path
 ) -> None:
     (seeds_dir / "table.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    (seeds_dir / "NOTES").write_text("to do\n", encoding="utf-8")
     config = make_config(tmp_path, seeds_dir)
-    first = run_cycle(config)
-    assert first.exit_code == EXIT_PARTIAL
+    report = run_cycle(config)
+    assert report.exit_code == EXIT_OK
+    skipped = {s.source: (s.status, s.detail) for s in report.sources if s.status == "skipped"}
+    assert skipped == {
+        "seeds/NOTES": ("skipped", "not a seed format: not read"),
+        "seeds/table.csv": ("skipped", "not a seed format: not read"),
+    }
+    assert "seeds/table.csv" in format_report(report)
+    assert duck_rows(config.output_dir, "rejects") == []
+    assert len(duck_rows(config.output_dir, "articles")) == 1
+
+
+def test_a_seed_that_fails_fails_once_then_no_longer_makes_runs_partial(
+    tmp_path: Path, seeds_dir: Path
+) -> None:
+    (seeds_dir / "gone.txt").symlink_to(seeds_dir / "nowhere.txt")  # dangling: unreadable
+    config = make_config(tmp_path, seeds_dir)
+    assert run_cycle(config).exit_code == EXIT_PARTIAL
     assert [r["reason"] for r in duck_rows(config.output_dir, "rejects")] == ["unreadable"]
 
     second = run_cycle(config)
     assert second.exit_code == EXIT_OK
-    [csv] = [s for s in second.sources if s.source == "seeds/table.csv"]
-    assert csv.status == "unchanged" and csv.detail.startswith("still failing: unreadable")
+    [gone] = [s for s in second.sources if s.source == "seeds/gone.txt"]
+    assert gone.status == "unchanged" and gone.detail.startswith("still failing: unreadable")
     assert len(duck_rows(config.output_dir, "rejects")) == 1, "the reject is not written twice"
 
-    (seeds_dir / "other.csv").write_text("a,b\n3,4\n", encoding="utf-8")  # a new failure is reported
+    (seeds_dir / "lost.txt").symlink_to(seeds_dir / "nowhere.txt")  # a new failure is reported
     assert run_cycle(config).exit_code == EXIT_PARTIAL
 
 

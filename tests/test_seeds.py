@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from connectors.feeds import ParseResult
-from connectors.seeds import parse_seed, read_seed, read_seed_dir
+from connectors.seeds import parse_seed, read_seed, read_seed_dir, unsupported_seeds
 from schemas.records import RawFetch
 from tests.conftest import SEED, feed_fixture
 
@@ -316,21 +316,19 @@ def test_missing_seed_dir_reads_as_nothing(tmp_path: Path) -> None:
     assert read_seed_dir(tmp_path / "absent", MTIME) == []
 
 
-def test_unsupported_extension_and_dangling_symlink_are_permanent_errors(tmp_path: Path) -> None:
+def test_files_in_no_seed_format_are_listed_not_read_and_a_dangling_link_is_an_error(tmp_path: Path) -> None:
     put(tmp_path, "notes.docx", b"PK\x03\x04")
     put(tmp_path, "README", "no extension")
     (tmp_path / "dangling.txt").symlink_to(tmp_path / "does-not-exist.txt")
 
     raws = {r.source: r for r in read_seed_dir(tmp_path, MTIME)}
 
-    assert sorted(raws) == ["seeds/README", "seeds/dangling.txt", "seeds/notes.docx"]
-    for raw in raws.values():
-        assert (raw.status, raw.error_kind, raw.body, raw.source_kind) == ("error", "permanent", None, "seed")
-        assert raw.error is not None and raw.error.startswith("unreadable: ")
-    assert raws["seeds/notes.docx"].error == "unreadable: ValueError: unsupported seed format '.docx'"
-    assert raws["seeds/README"].error == "unreadable: ValueError: unsupported seed format '(none)'"
-    assert raws["seeds/dangling.txt"].error.startswith("unreadable: FileNotFoundError")  # type: ignore[union-attr]
-    assert raws["seeds/notes.docx"].fetched_at == MTIME
+    assert sorted(raws) == ["seeds/dangling.txt"]
+    assert unsupported_seeds(tmp_path) == ["README", "notes.docx"]
+    raw = raws["seeds/dangling.txt"]
+    assert (raw.status, raw.error_kind, raw.body, raw.source_kind) == ("error", "permanent", None, "seed")
+    assert raw.error is not None and raw.error.startswith("unreadable: FileNotFoundError")
+    assert raw.fetched_at == MTIME
 
 
 # --- determinism: fetched_at and raw_id ---------------------------------------------------------
