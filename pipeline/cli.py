@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -44,6 +46,15 @@ def _positive(value: str) -> int:
     return n
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("newsbeam")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbeam",
@@ -51,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     verbose_help = "show Beam's logs, and the traceback of an unexpected error"
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    parser.add_argument("--version", action="version", version=f"newsbeam {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def verbose(cmd: argparse.ArgumentParser) -> None:
@@ -78,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         "one no PipelineOptions knows is an error.",
     )
     run.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
+    run.add_argument("--json", action="store_true", help="print the run's summary as JSON")
+    run.add_argument(
+        "--metrics-file", type=Path, help="write Prometheus metrics here after the run (textfile collector)"
+    )
     run.add_argument(
         "--topics", help="comma-separated topic ids: keep only articles about one of them (`keep_topics`)"
     )
@@ -289,11 +305,18 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: 
 
 
 def _run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.run import format_report, run_cycle
+    from pipeline.run import format_report, report_json, run_cycle
 
     # Crash tests name a point where the job kills itself; read here, once, and passed down.
     report = run_cycle(config, beam_args, kill_at=os.environ.get(KILL_ENV) or None)
-    print(format_report(report))
+    if args.json:
+        print(json.dumps(report_json(report), ensure_ascii=False))
+    else:
+        print(format_report(report))
+    if args.metrics_file:
+        from pipeline.metrics import write_run_metrics
+
+        write_run_metrics(report, args.metrics_file, time.time())
     return report.exit_code
 
 
@@ -449,7 +472,8 @@ def _sql(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> i
 def _status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.maintenance import status_report
 
-    print(status_report(Lake(config.output_dir), args.last))
+    names = {feed.url: feed.name for feed in config.feeds}
+    print(status_report(Lake(config.output_dir), args.last, names))
     return 0
 
 

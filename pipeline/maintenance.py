@@ -416,28 +416,31 @@ def run_lines(lake: Lake, last: int = 10) -> Iterator[str]:
         yield f"  {m.get('seq', 0):>4} {kind:<8} {ident:<16} {_when(m):<19} {outcome:<8} {counts}"
 
 
-def feed_lines(lake: Lake) -> Iterator[str]:
-    """Per-feed health from the saved poll state; fields a version lacks show as '-'."""
+def feed_lines(lake: Lake, names: dict[str, str] | None = None) -> Iterator[str]:
+    """Per-feed health from the saved poll state, each feed by its configured name (`names`:
+    URL -> name; a feed no longer configured by its URL); fields a version lacks show as '-'."""
     path = lake.state_path("feeds.json")
     states = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    names = names or {}
     yield f"  {'FEED':<48} {'LAST OK':<25} {'FAILS':>5} {'NEXT POLL':<25} LAST ERROR"
-    for url, s in sorted(states.items()):
+    for url, s in sorted(states.items(), key=lambda item: (names.get(item[0], "~"), item[0])):
         s = s if isinstance(s, dict) else {}
         streak = s.get("failure_streak", s.get("consecutive_failures", 0))
+        shown = names.get(url, url)
         yield (
-            f"  {url[:48]:<48} {str(s.get('last_success_at') or '-'):<25} {streak!s:>5} "
+            f"  {shown[:48]:<48} {str(s.get('last_success_at') or '-'):<25} {streak!s:>5} "
             f"{str(s.get('next_poll_at') or '-'):<25} {str(s.get('last_error') or '')[:60]}"
         )
 
 
-def status_report(lake: Lake, last: int = 10) -> str:
+def status_report(lake: Lake, last: int = 10, names: dict[str, str] | None = None) -> str:
     require_lake(lake)
     pending = lake.pending_raw_batches()
     live = lake.live_files()
     lines = [f"lake {lake.root}: {len(live)} live files, {len(pending)} raw batches pending", "runs:"]
     lines += list(run_lines(lake, last))
     lines.append("feeds:")
-    lines += list(feed_lines(lake))
+    lines += list(feed_lines(lake, names))
     return "\n".join(lines)
 
 

@@ -292,6 +292,36 @@ def _note_recovered(report: RunReport, pending: dict[str, Any], polled_now: set[
             report.sources.append(SourceStatus(source, "-", "recovered", "from an earlier landed batch"))
 
 
+def report_json(report: RunReport) -> dict[str, Any]:
+    """The run summary `--json` prints: the same facts as `format_report`, as data."""
+    stats = (report.manifest or {}).get("stats", {})
+    by_source: dict[str, dict[str, int]] = stats.get("by_source", {})
+    sources = []
+    for s in report.sources:
+        counts = by_source.get(s.source, {})
+        sources.append(
+            {
+                "source": s.source,
+                "kind": s.kind,
+                "status": s.status,
+                "detail": s.detail,
+                **{t: counts.get(t, 0) for t in ("articles", "duplicates", "rejects")},
+            }
+        )
+    totals = {t: sum(c.get(t, 0) for c in by_source.values()) for t in ("articles", "duplicates", "rejects")}
+    return {
+        "run_id": report.run_id,
+        "output_dir": report.output_dir,
+        "runner": report.runner,
+        "seconds": round(report.seconds, 3),
+        "status": "partial" if report.failed_sources else "ok",
+        "exit_code": report.exit_code,
+        "totals": totals,
+        "topics": dict(sorted((stats.get("topics") or {}).items())),
+        "sources": sources,
+    }
+
+
 _COLUMNS = "  {:<48} {:<5} {:<15} {:>5} {:>5} {:>5} {:>5}  {}"
 
 

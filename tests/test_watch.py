@@ -1,0 +1,66 @@
+"""Watching it work: --version, `run --json`, a Prometheus textfile, `status` by feed name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline import cli
+from tests.conftest import ROOT, feed_fixture
+from tests.feedserver import FeedServer, Route
+
+
+def _config(tmp_path: Path, seeds_dir: Path, feeds: dict[str, str]) -> Path:
+    lines = [f'seeds_dir = "{seeds_dir}"', f'output_dir = "{tmp_path / "data"}"', "[http]"]
+    lines += ['allow_hosts = ["127.0.0.1"]', "per_host_min_gap = 0.01", "total_deadline = 3.0"]
+    for name, url in feeds.items():
+        lines += ["[[feeds]]", f'name = "{name}"', f'url = "{url}"']
+    path = tmp_path / "newsbeam.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("newsbeam 0.")
+
+
+def test_run_json_metrics_and_status_by_name(
+    tmp_path: Path, seeds_dir: Path, feed_server: FeedServer, capsys
+) -> None:
+    feed_server.routes["/rss"] = Route(feed_fixture("rss2.xml"))
+    feed_server.routes["/down"] = Route(b"", status=503, content_type="text/plain")
+    config = _config(tmp_path, seeds_dir, {"wire": feed_server.url("/rss"), "down": feed_server.url("/down")})
+    metrics = tmp_path / "textfile" / "newsbeam.prom"
+
+    assert cli.main(["run", "--config", str(config), "--json", "--metrics-file", str(metrics)]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "partial" and summary["exit_code"] == 1
+    by_source = {s["source"]: s for s in summary["sources"]}
+    assert by_source["down"]["status"] == "error" and "HTTP 503" in by_source["down"]["detail"]
+    assert by_source["wire"]["articles"] == summary["totals"]["articles"] - 1  # plus the seed
+    assert summary["topics"]["nk-russia"] >= 1
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.read_text(encoding="utf-8"))
+        for s in family.samples
+    }
+    assert samples[("newsbeam_run_rows", (("table", "articles"),))] == summary["totals"]["articles"]
+    assert samples[("newsbeam_run_exit_code", ())] == 1
+    assert samples[("newsbeam_source_up", (("kind", "feed"), ("source", "down"), ("status", "error")))] == 0
+    assert samples[("newsbeam_source_up", (("kind", "feed"), ("source", "wire"), ("status", "ok")))] == 1
+
+    assert cli.main(["status", "--config", str(config)]) == 0
+    feeds = capsys.readouterr().out.split("feeds:", 1)[1]
+    assert "  down " in feeds and "  wire " in feeds and feed_server.url("/rss") not in feeds
