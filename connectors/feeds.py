@@ -1,6 +1,13 @@
-"""Parse RSS/Atom bytes into entries. No parser ever touches the network here.
+"""Parse feed bytes (RSS/Atom/RDF, JSON Feed, Google News sitemaps) into entries. No
+parser ever touches the network here.
 
-Every body goes through the same pre-pass first: decoded by `connectors.encoding`
+The format is chosen by content, not by Content-Type or extension: a body whose first
+non-whitespace character is `{` is JSON (`connectors.jsonfeed`); any other body is
+XML, and an XML document whose root is `<urlset>`/`<sitemapindex>` is a sitemap
+(`connectors.sitemaps`). Every entry, whichever format it came from, is built and
+checked by the same code below (links, dates, guids, empty items).
+
+Every XML body goes through the same pre-pass first: decoded by `connectors.encoding`
 (BOM, HTTP charset, XML declaration), made safe by `connectors.xmlguard` (internal DTD
 subsets, characters XML forbids), re-encoded as UTF-8. Then the stdlib fast path
 (`connectors.fastfeed`) reads the common well-formed RSS 2.0/Atom 1.0 feed, and
@@ -24,6 +31,8 @@ from connectors.dates import EARLIEST_PLAUSIBLE, FUTURE_TOLERANCE
 from connectors.encoding import decode_feed
 from connectors.errors import Problem
 from connectors.fastfeed import FastFeed, parse_fast
+from connectors.jsonfeed import load_json_feed, looks_like_json
+from connectors.sitemaps import might_be_sitemap, parse_sitemap, root_kind
 from connectors.xmlguard import guard_xml
 from schemas.records import Entry, RawFetch
 
@@ -42,7 +51,7 @@ _WEB_SCHEMES = ("http", "https")
 class ParseResult:
     entries: list[Entry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    parser: str = ""  # "fast" | "feedparser": which one read the document
+    parser: str = ""  # "fast" | "feedparser" | "jsonfeed" | "sitemap": which one read the document
 
 
 @dataclass
@@ -56,6 +65,9 @@ class _Item:
     published: str | None
     published_at: datetime | None
     language: str | None
+    text: str | None = None  # plain text (JSON Feed content_text/summary), when there is no HTML
+    publisher: str | None = None  # the item's own (a news sitemap's publication name)
+    page_only: bool = False  # has no text of its own: its page gives it (a news sitemap's <url>)
 
 
 def _struct_to_utc(value: time.struct_time | None) -> datetime | None:
@@ -85,19 +97,28 @@ def parse_feed_bytes(raw: RawFetch, body: bytes, *, mode: str = "auto") -> Parse
     if mode == "feedparser-default":
         result = ParseResult(parser=mode)
         items, publisher, language = _feedparser_items(raw, body, result, defaults=True)
+    elif looks_like_json(body):
+        result = ParseResult(parser="jsonfeed")
+        items, publisher, language = _json_items(raw, body, result)
     else:
         prepared, problems = prepare_body(body, raw.content_type)
-        feed = parse_fast(prepared, raw.origin) if mode == "auto" else None
-        result = ParseResult(problems=problems, parser="fast" if feed is not None else "feedparser")
-        if feed is not None:
-            items, publisher, language = _fast_items(feed)
+        kind = root_kind(prepared)
+        if kind is not None:
+            result = ParseResult(problems=problems, parser="sitemap")
+            items, publisher, language = _sitemap_items(raw, prepared, kind, result)
         else:
-            items, publisher, language = _feedparser_items(raw, prepared, result)
+            feed = parse_fast(prepared, raw.origin) if mode == "auto" else None
+            result = ParseResult(problems=problems, parser="fast" if feed is not None else "feedparser")
+            if feed is not None:
+                items, publisher, language = _fast_items(feed)
+            else:
+                items, publisher, language = _feedparser_items(raw, prepared, result)
     seen_guids: dict[str, int] = {}
     for position, item in enumerate(items):
         if item is None:
             continue
-        if not item.title and not item.html:
+        has_content = bool(item.title or item.html or item.text)
+        if not has_content and not (item.page_only and item.link):
             result.problems.append(
                 Problem("empty_entry", "entry has neither title nor content", position=position)
             )
@@ -106,6 +127,11 @@ def parse_feed_bytes(raw: RawFetch, body: bytes, *, mode: str = "auto") -> Parse
         # file's mtime: relative links and dates after it are expected there, not problems.
         flags = result.problems if raw.source_kind == "feed" else []
         url = _checked_link(item.link, position, flags)
+        if not has_content and url is None:
+            result.problems.append(
+                Problem("empty_entry", "entry has no title and no usable link to its page", position=position)
+            )
+            continue
         _check_date(item.published_at, raw.fetched_at, position, flags)
         if item.guid:
             if item.guid in seen_guids:
@@ -129,13 +155,74 @@ def parse_feed_bytes(raw: RawFetch, body: bytes, *, mode: str = "auto") -> Parse
                 url=url,
                 guid=item.guid or None,
                 html=item.html,
+                text=item.text,
                 published=item.published,
                 published_at=item.published_at,
                 language_hint=item.language or language,
-                publisher=publisher,
+                publisher=item.publisher or publisher,
             )
         )
     return result
+
+
+def sitemap_kind(body: bytes, content_type: str | None) -> str | None:
+    """The sitemap kind ("urlset" or "sitemapindex") parse_feed_bytes would read `body` as,
+    or None; cheap for a body that is no sitemap (a byte search in its first 64 KB)."""
+    if looks_like_json(body) or not might_be_sitemap(body):
+        return None
+    return root_kind(prepare_body(body, content_type)[0])
+
+
+def _json_items(
+    raw: RawFetch, body: bytes, result: ParseResult
+) -> tuple[list[_Item | None], str | None, str | None]:
+    decoded = decode_feed(body, raw.content_type)
+    result.problems.extend(decoded.problems)
+    feed = load_json_feed(decoded.text, raw.origin)
+    if isinstance(feed, Problem):
+        result.problems.append(feed)
+        return [], None, None
+    result.problems.extend(feed.problems)
+    items: list[_Item | None] = [
+        None
+        if i is None
+        else _Item(
+            title=i.title,
+            link=i.link,
+            guid=i.guid,
+            html=i.html,
+            text=i.text,
+            published=i.published,
+            published_at=_struct_to_utc(i.published_parsed),  # type: ignore[arg-type]
+            language=i.language,
+        )
+        for i in feed.items
+    ]
+    return items, feed.title or None, feed.language or None
+
+
+def _sitemap_items(
+    raw: RawFetch, prepared: bytes, kind: str, result: ParseResult
+) -> tuple[list[_Item | None], str | None, str | None]:
+    sitemap = parse_sitemap(prepared, kind, raw.origin)
+    result.problems.extend(sitemap.problems)
+    items: list[_Item | None] = [
+        None
+        if i is None
+        else _Item(
+            title=i.title,
+            link=i.link or None,
+            guid=None,
+            html=None,
+            published=i.published,
+            published_at=_struct_to_utc(i.published_parsed),  # type: ignore[arg-type]
+            language=i.language,
+            publisher=i.publisher,
+            page_only=True,
+        )
+        for i in sitemap.items
+    ]
+    return items, None, None
 
 
 def _fast_items(feed: FastFeed) -> tuple[list[_Item | None], str | None, str | None]:

@@ -41,7 +41,10 @@ from connectors.state import FeedState
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import RawFetch
 
-ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from connectors.errors import Problem
 from connectors.feeds import ParseResult, parse_feed_bytes
+from connectors.jsonfeed import is_json_feed
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Entry, RawFetch
 
@@ -283,7 +284,7 @@ def parse_seed(raw: RawFetch) -> ParseResult:
         if not isinstance(loaded, dict):
             return ParseResult(problems=[Problem("bad_sidecar", "sidecar is not a JSON object")])
         meta = {k: loaded[k] for k in META_KEYS if k in loaded}
-    if suffix in FEED_FORMATS:
+    if suffix in FEED_FORMATS or (suffix == ".json" and is_json_feed(body)):
         return parse_feed_bytes(raw, body)
     try:
         text = body.decode("utf-8-sig")

@@ -1,11 +1,13 @@
 """Article pages: fetched by the driver and landed as raw data, joined to their entries here.
 
 Driver side (`fetch_new_pages`, `landed_page_urls`): which pages to fetch this
-run, and which landed pages the run's graph must join. Graph side
-(`JoinArticlePages`): entries whose link has a landed page get the page's main
-text (and its date when the feed gave none); when the page could not be
-fetched or its text not extracted, the entry keeps its teaser and a reject
-row (stage `article`) says why.
+run, and which landed pages the run's graph must join. A news sitemap's entries
+have no text of their own, so a sitemap's pages are fetched whether or not its
+feed sets `fetch_articles`. Graph side (`JoinArticlePages`): entries whose link
+has a landed page get the page's main text (and its date when the feed gave
+none); when the page could not be fetched or its text not extracted, the entry
+keeps its teaser (a sitemap entry: its headline) and a reject row (stage
+`article`) says why.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from connectors.articles import (
     worth_remembering,
 )
 from connectors.errors import RETRYABLE, Problem
+from connectors.feeds import sitemap_kind
 from connectors.fetch import HttpSettings
 from connectors.http import FetchOutcome
 from pipeline.clean import clean_title, fold_text, html_to_text, normalize_text
@@ -78,6 +81,17 @@ def remember_pages(
         save_fetched_pages(lake.state_path(PAGES_STATE), pages.to_remember, clock(), settings.remember_days)
 
 
+def wants_pages(outcome: FetchOutcome) -> FetchOutcome:
+    """The outcome, as a feed with `fetch_articles` when its document is a news sitemap:
+    a sitemap entry has only a headline, its page is its text."""
+    raw = outcome.raw
+    if outcome.source.fetch_articles or raw is None or raw.status != "ok" or not raw.body:
+        return outcome
+    if sitemap_kind(raw.body, raw.content_type) != "urlset":
+        return outcome
+    return dataclasses.replace(outcome, source=dataclasses.replace(outcome.source, fetch_articles=True))
+
+
 def fetch_new_pages(
     outcomes: list[FetchOutcome],
     settings: ArticleSettings,
@@ -85,11 +99,13 @@ def fetch_new_pages(
     lake: Lake,
     clock: Callable[[], datetime],
 ) -> list[RawFetch]:
-    """Pages of the new entries of changed feeds with `fetch_articles`, at most `max_per_run`.
+    """Pages of the new entries of changed feeds with `fetch_articles`, and of changed news
+    sitemaps, at most `max_per_run`.
 
     Pages fetched by a committed run, or landed by a run that did not commit
     yet, are not fetched again.
     """
+    outcomes = [wants_pages(o) for o in outcomes]
     if not any(o.source.fetch_articles and o.raw is not None for o in outcomes):
         return []
     seen = set(load_fetched_pages(lake.state_path(PAGES_STATE)))

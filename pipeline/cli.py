@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -22,6 +21,8 @@ from typing import Any
 
 from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.lake import KILL_ENV, Lake, LakeBusy
+from pipeline.logs import LEVELS
+from pipeline.logs import setup as setup_logs
 from pipeline.maintenance import MaintenanceError
 from pipeline.options import unknown_beam_option, unknown_option_message
 from pipeline.tagging import TaxonomyError
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     verbose_help = "show Beam's logs, and the traceback of an unexpected error"
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--version", action="version", version=f"newsbeam {_version()}")
+    parser.add_argument("--log-level", choices=LEVELS, default="warning", help="newsbeam's own log on stderr")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def verbose(cmd: argparse.ArgumentParser) -> None:
@@ -283,7 +288,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: 
     if args.command == "tag":
         return _tag(args)
     # Before Beam is imported: its import logs warnings about optional cloud clients.
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
+    setup_logs(args.log_level, args.log_format, args.verbose)
     # Beam drops a flag no PipelineOptions knows: a typo would run with the default.
     unknown = unknown_beam_option(beam_args)
     if unknown is not None:

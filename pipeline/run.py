@@ -7,6 +7,7 @@ validators and seed fingerprints are saved only after that.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pipeline.taxonomy import record_version
 from schemas.ids import stable_id
 from schemas.records import RawFetch
 
+LOG = logging.getLogger("newsbeam.run")
 DEFAULT_RUNNER = "FnApiRunner"  # batch; never tries the Prism download that DirectRunner may
 
 EXIT_OK = 0
@@ -118,6 +120,7 @@ def run_cycle(
         polled = poll_and_land(config, lake, list(config.feeds), feed_states, transport, clock, kill_at)
         report = commit_pending(config, lake, tagger, options, polled, kill_at)
         kill_point(kill_at, "committed")
+        _log_report(report)
         # Only now is every landed item durable: it is safe to remember validators.
         save_feed_states(feed_state_path, {**feed_states, **polled.feed_states})
         save_seed_state(lake.state_path("seeds.json"), polled.seed_state)
@@ -184,7 +187,15 @@ def poll_and_land(
 
     landed = seeds + [o.raw for o in outcomes if o.raw is not None] + pages
     landed_at = clock()
-    lake.land_raw(landed, landed_at)
+    batch = lake.land_raw(landed, landed_at)
+    LOG.info(
+        "polled %d feeds, read %d seeds, fetched %d pages; landed batch %s",
+        len(outcomes),
+        len(seeds),
+        len(pages),
+        batch,
+        extra={"feeds": len(outcomes), "seeds": len(seeds), "pages": len(pages), "batch_id": batch},
+    )
     kill_point(kill_at, "landed")
     return Polled(
         statuses,
@@ -290,6 +301,21 @@ def _note_recovered(report: RunReport, pending: dict[str, Any], polled_now: set[
     for source in sorted(report.manifest["stats"]["by_source"]):
         if source not in known and source not in polled_now:
             report.sources.append(SourceStatus(source, "-", "recovered", "from an earlier landed batch"))
+
+
+def _log_report(report: RunReport) -> None:
+    for s in report.sources:
+        if s.status == "error":
+            LOG.warning(
+                "%s %s failed: %s", s.kind, s.source, s.detail, extra={"source": s.source, "status": s.status}
+            )
+    summary = report_json(report)
+    LOG.info(
+        "run %s committed: %s",
+        report.run_id or "(nothing new)",
+        summary["totals"],
+        extra={"run_id": report.run_id, "totals": summary["totals"], "run_status": summary["status"]},
+    )
 
 
 def report_json(report: RunReport) -> dict[str, Any]:

@@ -64,3 +64,42 @@ def test_run_json_metrics_and_status_by_name(
     assert cli.main(["status", "--config", str(config)]) == 0
     feeds = capsys.readouterr().out.split("feeds:", 1)[1]
     assert "  down " in feeds and "  wire " in feeds and feed_server.url("/rss") not in feeds
+
+
+def test_json_log_lines_carry_fields(tmp_path: Path, seeds_dir: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/down"] = Route(b"", status=503, content_type="text/plain")
+    config = _config(tmp_path, seeds_dir, {"down": feed_server.url("/down")})
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--log-level", "info", "--log-format", "json", "run"]
+        + ["--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert lines and all(line["logger"].startswith("newsbeam") for line in lines)
+    [failed] = [line for line in lines if line["level"] == "warning"]
+    assert failed["source"] == "down" and "HTTP 503" in failed["message"]
+    [committed] = [line for line in lines if "run_id" in line]
+    assert committed["run_status"] == "partial" and committed["totals"]["articles"] == 1
+
+    quiet = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--config",
+            str(config),
+            "--output",
+            str(tmp_path / "b"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "WARNING newsbeam.run: feed down failed: HTTP 503" in quiet.stderr
+    assert "INFO" not in quiet.stderr  # the default level is warning
