@@ -153,6 +153,16 @@ def _parser() -> argparse.ArgumentParser:
     feeds_list = command_in(feeds_sub, "list", "each feed (name, URL, tags) and its health from its state")
     feeds_list.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
     command_in(feeds_sub, "export", "write the feeds as OPML 2.0 to stdout").set_defaults(output=None)
+    check = sub.add_parser(
+        "check",
+        help="validate the config and the taxonomy, reporting every problem at once",
+        description="Validate the config (or the built-in defaults), the taxonomy it names, the "
+        "seeds folder and the output folder, and list every problem found. Exit 0 or 2.",
+    )
+    check.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
+    check.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
+    check.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
+    verbose(check)
     tag = sub.add_parser(
         "tag",
         help="tag one text: entities, topics, scores, evidence (--explain: and why)",
@@ -207,6 +217,9 @@ def guarded(func: Callable[[], int], verbose: bool) -> int:
     (the traceback before it with `verbose`). KeyboardInterrupt and SystemExit pass."""
     try:
         return func()
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say
+        sys.stderr.close()
+        return 0
     except Exception as exc:
         if verbose:
             traceback.print_exception(exc, file=sys.stderr)
@@ -214,12 +227,24 @@ def guarded(func: Callable[[], int], verbose: bool) -> int:
         return EXIT_FAILED
 
 
+# Top-level settings from the environment (a container's, a scheduler's): a flag wins
+# over its variable, the variable over the config file.
+ENV_CONFIG, ENV_OUTPUT, ENV_SEEDS = "NEWSBEAM_CONFIG", "NEWSBEAM_OUTPUT_DIR", "NEWSBEAM_SEEDS_DIR"
+
+
+def _from_env(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
 def _config(args: argparse.Namespace) -> RunConfig:
-    config = load_config(args.config)
-    if args.output:
-        config = config.__class__(**{**config.__dict__, "output_dir": args.output})
-    if getattr(args, "seeds", None):
-        config = config.__class__(**{**config.__dict__, "seeds_dir": args.seeds})
+    config = load_config(args.config or _from_env(ENV_CONFIG))
+    output = args.output or _from_env(ENV_OUTPUT)
+    if output:
+        config = config.__class__(**{**config.__dict__, "output_dir": output})
+    seeds = getattr(args, "seeds", None) or _from_env(ENV_SEEDS)
+    if seeds:
+        config = config.__class__(**{**config.__dict__, "seeds_dir": seeds})
     if getattr(args, "topics", None) is not None:
         topics = tuple(sorted({t.strip() for t in args.topics.split(",") if t.strip()}))
         config = config.__class__(**{**config.__dict__, "keep_topics": topics})
@@ -259,6 +284,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from pipeline.check import report
+
+    def override(config: RunConfig) -> RunConfig:
+        output, seeds = args.output or _from_env(ENV_OUTPUT), args.seeds or _from_env(ENV_SEEDS)
+        return replace(config, output_dir=output or config.output_dir, seeds_dir=seeds or config.seeds_dir)
+
+    text, status = report(args.config or _from_env(ENV_CONFIG), override)
+    print(text, file=sys.stdout if status == 0 else sys.stderr)
+    return status
+
+
 def _tag(args: argparse.Namespace) -> int:
     from pipeline.explain import split_title, tag_report
     from pipeline.tagging import Tagger, load_taxonomy
@@ -287,6 +324,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: 
         return _evaluate(args)
     if args.command == "tag":
         return _tag(args)
+    if args.command == "check":
+        return _check(args)
     # Before Beam is imported: its import logs warnings about optional cloud clients.
     setup_logs(args.log_level, args.log_format, args.verbose)
     # Beam drops a flag no PipelineOptions knows: a typo would run with the default.
@@ -463,9 +502,10 @@ def _sql(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> i
     import duckdb
 
     from pipeline.maintenance import snapshot_connection
+    from pipeline.tagging import load_taxonomy
 
     try:
-        rel = snapshot_connection(Lake(config.output_dir)).sql(args.query)
+        rel = snapshot_connection(Lake(config.output_dir), load_taxonomy(config.taxonomy)).sql(args.query)
         if rel is not None:
             rel.show(max_width=200, max_rows=200)
     except duckdb.Error as exc:

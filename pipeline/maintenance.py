@@ -30,6 +30,7 @@ from pipeline.lake import (
     stage_arrow,
     staged_from_json,
 )
+from pipeline.taxonomy import Taxonomy, load_taxonomy
 from schemas.arrow import TABLES, Table
 from schemas.ids import stable_id
 
@@ -369,13 +370,38 @@ def require_lake(lake: Lake) -> None:
         )
 
 
-def snapshot_connection(lake: Lake) -> Any:
+def label_tables(taxonomy: Taxonomy) -> dict[str, pa.Table]:
+    """`entity_labels` (id, type, label, country) and `topic_labels` (id, label) of a
+    taxonomy: what the ids in `articles.entities` and `articles.topics` mean."""
+    entities = pa.table(
+        {
+            "id": [e.id for e in taxonomy.entities],
+            "type": [e.type for e in taxonomy.entities],
+            "label": [e.label or e.id for e in taxonomy.entities],
+            "country": [e.country for e in taxonomy.entities],
+            "taxonomy_version": [taxonomy.version] * len(taxonomy.entities),
+        }
+    )
+    topics = pa.table(
+        {
+            "id": [t.id for t in taxonomy.topics],
+            "label": [t.label for t in taxonomy.topics],
+            "taxonomy_version": [taxonomy.version] * len(taxonomy.topics),
+        }
+    )
+    return {"entity_labels": entities, "topic_labels": topics}
+
+
+def snapshot_connection(lake: Lake, taxonomy: Taxonomy | None = None) -> Any:
     """DuckDB with views `articles`, `rejects`, `duplicates`, `dedup_index` over one
-    committed state, and `raw` over the landed batches."""
+    committed state, `raw` over the landed batches, and `entity_labels`, `topic_labels`
+    from `taxonomy` (the built-in one by default)."""
     import duckdb
 
     require_lake(lake)
     con = duckdb.connect()
+    for name, table in label_tables(taxonomy or load_taxonomy()).items():
+        con.register(name, table)
     for name in _READ_TABLES:
         source = duckdb_source(lake, name)
         if source is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import cli
 from pipeline.config import ConfigError
 from pipeline.run import EXIT_OK, EXIT_PARTIAL, format_report, run_cycle
 from pipeline.taxonomy import DEFAULT_TAXONOMY, TaxonomyError
@@ -76,3 +77,29 @@ def test_a_taxonomy_edited_without_a_new_version_is_refused(tmp_path: Path, seed
     version = next(line for line in text.splitlines() if line.startswith("version = "))
     taxonomy.write_text(edited.replace(version, 'version = "2099.1.1"', 1), encoding="utf-8")
     assert run_cycle(config).exit_code == EXIT_OK
+
+
+def test_newsbeam_check_lists_every_problem_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tax.toml").write_text(
+        'version = "x"\n[[topics]]\nid = "t"\nall_of = [["nobody"]]\n', encoding="utf-8"
+    )
+    (tmp_path / "blocked").write_text("a file where a folder should be", encoding="utf-8")
+    config = tmp_path / "newsbeam.toml"
+    config.write_text(
+        'seeds_dir = "nowhere"\ntaxonomy = "tax.toml"\noutput_dir = "blocked/data"\n', encoding="utf-8"
+    )
+    assert cli.main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err
+    assert "unknown entity 'nobody'" in err and "nowhere is not a folder" in err and "blocked/data" in err
+
+    (tmp_path / "seeds").mkdir()
+    config.write_text('seeds_dir = "seeds"\n', encoding="utf-8")
+    assert cli.main(["check", "--config", str(config)]) == 0
+    assert "config and taxonomy are valid" in capsys.readouterr().out
+
+    config.write_text("[http]\npoll_interval = nan\n", encoding="utf-8")
+    assert cli.main(["check", "--config", str(config)]) == 2
+    assert "must be a finite number" in capsys.readouterr().err

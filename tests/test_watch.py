@@ -103,3 +103,24 @@ def test_json_log_lines_carry_fields(tmp_path: Path, seeds_dir: Path, feed_serve
     )
     assert "WARNING newsbeam.run: feed down failed: HTTP 503" in quiet.stderr
     assert "INFO" not in quiet.stderr  # the default level is warning
+
+
+def test_settings_from_the_environment_and_label_views(
+    tmp_path: Path, seeds_dir: Path, capsys, monkeypatch
+) -> None:
+    config = _config(tmp_path, seeds_dir, {})
+    monkeypatch.setenv("NEWSBEAM_CONFIG", str(config))
+    monkeypatch.setenv("NEWSBEAM_OUTPUT_DIR", str(tmp_path / "from-env"))
+    assert cli.main(["run"]) == 0
+    assert (tmp_path / "from-env" / "articles").is_dir() and not (tmp_path / "data").exists()
+    assert cli.main(["run", "--output", str(tmp_path / "flag")]) == 0  # a flag wins over the variable
+    assert (tmp_path / "flag" / "articles").is_dir()
+    capsys.readouterr()
+
+    query = (
+        "SELECT l.label FROM articles, unnest(entities) AS u(e) JOIN entity_labels l ON l.id = e.id "
+        "WHERE e.id = 'sergei-shoigu' UNION ALL SELECT label FROM topic_labels WHERE id = 'nk-russia'"
+    )
+    assert cli.main(["sql", query]) == 0
+    out = capsys.readouterr().out
+    assert "Sergei Shoigu" in out and "North Korea–Russia relations" in out
