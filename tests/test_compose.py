@@ -411,3 +411,53 @@ def test_dockerignore_keeps_sources_and_drops_local_state() -> None:
     for source in _copy_sources():
         hit = [p for p in patterns if fnmatch.fnmatch(source, p)]
         assert not hit, f"{source} is COPY'd but excluded by .dockerignore {hit}"
+
+
+# --- configuration, seeds and health ---
+
+
+@pytest.mark.parametrize("name", sorted(NEWSBEAM_SERVICES))
+def test_services_read_the_mounted_config_and_seeds(compose, name) -> None:
+    service = compose["services"][name]
+    volumes = [v for v in service["volumes"] if isinstance(v, str)]
+    assert "./config.toml:/etc/newsbeam/config.toml:ro" in volumes
+    assert "./seeds:/seeds:ro" in volumes
+    env = service["environment"]
+    assert env["NEWSBEAM_CONFIG"] == "/etc/newsbeam/config.toml"
+    assert (env["NEWSBEAM_SEEDS_DIR"], env["NEWSBEAM_OUTPUT_DIR"]) == ("/seeds", "/data")
+
+
+def test_the_mounted_config_is_a_valid_config() -> None:
+    from pipeline.config import load_config
+
+    config = load_config(ROOT / "config.toml")
+    assert config.feeds and config.seeds_dir == ROOT / "seeds"
+
+
+@pytest.mark.parametrize("name", ["scheduler", "stream"])
+def test_long_running_services_have_a_healthcheck(compose, name) -> None:
+    check = compose["services"][name]["healthcheck"]
+    assert check["test"][0] == "CMD" and check["interval"] and check["start_period"]
+
+
+def test_the_scheduler_health_follows_its_metrics_file(compose, tmp_path) -> None:
+    """The healthcheck's own command, run against a metrics file fresh, then stale."""
+    import os
+    import subprocess
+    import sys
+
+    scheduler = compose["services"]["scheduler"]
+    assert "--metrics-file /data/_metrics/newsbeam.prom" in " ".join(_as_list(scheduler["command"]))
+    code = scheduler["healthcheck"]["test"][-1].replace(
+        "/data/_metrics/newsbeam.prom", str(tmp_path / "m.prom")
+    )
+    env = {**os.environ, "NEWSBEAM_INTERVAL_SECONDS": "900"}
+
+    def healthy() -> bool:
+        return subprocess.run([sys.executable, "-c", code], env=env, timeout=30).returncode == 0
+
+    assert not healthy()  # no cycle has ended yet
+    (tmp_path / "m.prom").write_text("newsbeam_run_exit_code 0\n", encoding="utf-8")
+    assert healthy()
+    os.utime(tmp_path / "m.prom", (0, 0))  # the last cycle ended long ago
+    assert not healthy()
