@@ -146,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sql = command("sql", "query one committed state with DuckDB (views: articles, rejects, duplicates, …)")
     sql.add_argument("query", help='e.g. "SELECT published_date, count(*) FROM articles GROUP BY 1"')
+    report = command("report", "one static HTML page: topics, feed health, entities, duplicates and rejects")
+    report.add_argument(
+        "--html", type=Path, default=Path("newsbeam-report.html"), help="the HTML file to write"
+    )
+    report.add_argument("--days", type=_positive, help="only the last N days (default: everything)")
     status = command("status", "recent runs and swaps, and the health of each feed")
     status.add_argument("--last", type=_positive, default=10, help="how many commits to list")
     feeds = sub.add_parser("feeds", help="the configured feeds (OPML included): list them, or export OPML")
@@ -522,6 +527,18 @@ def _status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
     return 0
 
 
+def _report(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.report import write_report
+    from pipeline.tagging import load_taxonomy
+
+    names = {feed.url: feed.name for feed in config.feeds}
+    out = write_report(
+        config.output_dir, args.html, args.days, taxonomy=load_taxonomy(config.taxonomy), feed_names=names
+    )
+    print(f"report written to {out}")
+    return 0
+
+
 def _feeds(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.feedlist import main as feeds_main
 
@@ -538,6 +555,7 @@ _COMMANDS = {
     "sql": _sql,
     "status": _status,
     "feeds": _feeds,
+    "report": _report,
 }
 
 
