@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         "streaming job (local runner unless --runner names one). Any other --flag is passed to Beam.",
     )
     stream.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
+    stream.add_argument("--metrics-port", type=_positive, help="serve Prometheus /metrics on this port")
     stream.add_argument(
         "--window-seconds", type=float, help="window length (overrides `[stream] window_seconds`)"
     )
@@ -397,12 +398,19 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
     stream_options(beam_args)  # refuse bad flags before anything starts
 
     last = time.monotonic()
+    metrics = None
+    if args.metrics_port:
+        from pipeline.metrics import StreamMetrics
+
+        metrics = StreamMetrics(args.metrics_port)
 
     def show(window: Any) -> None:
         nonlocal last
         now = time.monotonic()
         print(format_window(window, now - last), flush=True)
         last = now
+        if metrics is not None:
+            metrics.observe(window.run, time.time())
 
     with _stop_on_signals(stop, "committing the open window"):
         report = run_stream(

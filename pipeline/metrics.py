@@ -1,15 +1,17 @@
-"""Prometheus metrics of a run: a textfile for node-exporter's textfile collector.
+"""Prometheus metrics: a textfile after each `run`, an endpoint while `stream` runs.
 
-Written after each `newsbeam run --metrics-file PATH` (atomically: the collector never
-reads half a file), from the run's report: what the run read, wrote, dropped and
-rejected, how long it took, and whether each source succeeded.
+`newsbeam run --metrics-file PATH` writes the run's metrics for node-exporter's
+textfile collector (atomically: the collector never reads half a file): what the
+run read, wrote, dropped and rejected, how long it took, whether each source
+succeeded. `newsbeam stream --metrics-port N` serves `/metrics` while it runs,
+updated after every window.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server, write_to_textfile
 
 from pipeline.run import RunReport
 
@@ -48,3 +50,41 @@ def run_registry(report: RunReport, finished_at: float) -> CollectorRegistry:
 def write_run_metrics(report: RunReport, path: Path, finished_at: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), run_registry(report, finished_at))
+
+
+class StreamMetrics:
+    """The stream's metrics, served on `port` from a daemon thread; `observe` after each window."""
+
+    def __init__(self, port: int, address: str = "0.0.0.0") -> None:
+        self.registry = CollectorRegistry()
+        self.windows = Counter("newsbeam_stream_windows", "Windows closed", registry=self.registry)
+        self.rows = Counter(
+            "newsbeam_stream_rows",
+            "Rows committed by the stream, by table",
+            ["table"],
+            registry=self.registry,
+        )
+        self.failed = Gauge(
+            "newsbeam_stream_sources_failed", "Sources that failed in the last window", registry=self.registry
+        )
+        self.last = Gauge(
+            "newsbeam_stream_last_window_timestamp_seconds",
+            "When the last window closed",
+            registry=self.registry,
+        )
+        self.commit_seconds = Gauge(
+            "newsbeam_stream_last_commit_seconds",
+            "Wall time of the last window's commit",
+            registry=self.registry,
+        )
+        start_http_server(port, addr=address, registry=self.registry)
+
+    def observe(self, report: RunReport, closed_at: float) -> None:
+        stats = (report.manifest or {}).get("stats", {})
+        by_source: dict[str, dict[str, int]] = stats.get("by_source", {})
+        self.windows.inc()
+        for table in _TOTALS:
+            self.rows.labels(table).inc(sum(counts.get(table, 0) for counts in by_source.values()))
+        self.failed.set(len(report.failed_sources))
+        self.last.set(closed_at)
+        self.commit_seconds.set(report.seconds)

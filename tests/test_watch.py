@@ -124,3 +124,42 @@ def test_settings_from_the_environment_and_label_views(
     assert cli.main(["sql", query]) == 0
     out = capsys.readouterr().out
     assert "Sergei Shoigu" in out and "North Korea–Russia relations" in out
+
+
+def test_stream_serves_metrics_while_it_runs(
+    tmp_path: Path, seeds_dir: Path, feed_server: FeedServer
+) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    feed_server.routes["/rss"] = Route(feed_fixture("rss2.xml"))
+    config = _config(tmp_path, seeds_dir, {"wire": feed_server.url("/rss")})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "pipeline.cli", "stream", "--config", str(config)]
+    command += ["--window-seconds", "2", "--max-windows", "30", "--metrics-port", str(port)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        windows = articles = 0.0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and windows < 1:
+            time.sleep(0.3)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "newsbeam_stream_windows_total":
+                        windows = sample.value
+                    if sample.name == "newsbeam_stream_rows_total" and sample.labels == {"table": "articles"}:
+                        articles = sample.value
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert windows >= 1, "a window was counted while the stream ran"
+        assert articles >= 4  # the seed and the feed's items, committed by the first window
+    finally:
+        proc.terminate()  # SIGTERM: the open window is committed, exit 0
+        assert proc.wait(timeout=120) == 0
