@@ -394,6 +394,8 @@ def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
 
     stop = threading.Event()
     if any(a == "--streaming" or a.startswith("--streaming=") for a in beam_args):
+        if args.metrics_port:  # not silently ignored: the unbounded job has no window loop to report
+            raise ConfigError("--metrics-port is served by the micro-batch mode, not with --streaming")
         return _stream_unbounded(config, args, beam_args, stop)
     stream_options(beam_args)  # refuse bad flags before anything starts
 
