@@ -159,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     feeds_list = command_in(feeds_sub, "list", "each feed (name, URL, tags) and its health from its state")
     feeds_list.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
     command_in(feeds_sub, "export", "write the feeds as OPML 2.0 to stdout").set_defaults(output=None)
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script: `source <(newsbeam completion bash)` (or zsh).",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
     check = sub.add_parser(
         "check",
         help="validate the config and the taxonomy, reporting every problem at once",
@@ -332,6 +338,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: 
         return _tag(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "completion":
+        from pipeline.completion import script
+
+        print(script(parser, args.shell))
+        return 0
     # Before Beam is imported: its import logs warnings about optional cloud clients.
     setup_logs(args.log_level, args.log_format, args.verbose)
     # Beam drops a flag no PipelineOptions knows: a typo would run with the default.

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import cli
@@ -163,3 +164,26 @@ def test_stream_serves_metrics_while_it_runs(
     finally:
         proc.terminate()  # SIGTERM: the open window is committed, exit 0
         assert proc.wait(timeout=120) == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("newsbeam fe", {"feeds"}),
+        ("newsbeam feeds l", {"list"}),
+        ("newsbeam run --me", {"--metrics-file"}),
+        ("newsbeam --log-f", {"--log-format"}),
+        ("newsbeam report --", {"--html", "--days", "--output", "--config", "--help", "--verbose"}),
+    ],
+)
+def test_bash_completion_offers_the_parsers_own_words(line: str, offered: set[str]) -> None:
+    script = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "completion", "bash"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    words = line.split(" ")
+    probe = (
+        f"{script}\nCOMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}; _newsbeam; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30)
+    assert set(done.stdout.split()) == offered, done.stderr
