@@ -5,22 +5,16 @@ unexpected exception (one line on stderr; the traceback with -v)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import signal
 import sys
-import threading
-import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, RunConfig, load_config
-from pipeline.lake import KILL_ENV, Lake, LakeBusy
+from pipeline.commands import COMMANDS, STANDALONE, config_from
+from pipeline.config import ConfigError
+from pipeline.lake import LakeBusy
 from pipeline.logs import LEVELS
 from pipeline.logs import setup as setup_logs
 from pipeline.maintenance import MaintenanceError
@@ -239,90 +233,6 @@ def guarded(func: Callable[[], int], verbose: bool) -> int:
         return EXIT_FAILED
 
 
-# Top-level settings from the environment (a container's, a scheduler's): a flag wins
-# over its variable, the variable over the config file.
-ENV_CONFIG, ENV_OUTPUT, ENV_SEEDS = "NEWSBEAM_CONFIG", "NEWSBEAM_OUTPUT_DIR", "NEWSBEAM_SEEDS_DIR"
-
-
-def _from_env(name: str) -> Path | None:
-    value = os.environ.get(name, "").strip()
-    return Path(value).expanduser() if value else None
-
-
-def _config(args: argparse.Namespace) -> RunConfig:
-    config = load_config(args.config or _from_env(ENV_CONFIG))
-    output = args.output or _from_env(ENV_OUTPUT)
-    if output:
-        config = config.__class__(**{**config.__dict__, "output_dir": output})
-    seeds = getattr(args, "seeds", None) or _from_env(ENV_SEEDS)
-    if seeds:
-        config = config.__class__(**{**config.__dict__, "seeds_dir": seeds})
-    if getattr(args, "topics", None) is not None:
-        topics = tuple(sorted({t.strip() for t in args.topics.split(",") if t.strip()}))
-        config = config.__class__(**{**config.__dict__, "keep_topics": topics})
-    window = getattr(args, "window_seconds", None)
-    if window is not None:
-        if window <= 0:
-            raise ConfigError(f"`--window-seconds` must be positive, got {window:g}")
-        config = replace(config, stream=replace(config.stream, window_seconds=window))
-    return config
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import (
-        DEFAULT_EVAL_SET,
-        DEFAULT_REAL_TEXTS,
-        evaluate,
-        format_report,
-        load_eval_set,
-        load_real_set,
-    )
-    from pipeline.tagging import Tagger, load_taxonomy
-
-    try:
-        tagger = Tagger(load_taxonomy(args.taxonomy))
-        if args.eval_set == "real":
-            articles = load_real_set(args.texts or DEFAULT_REAL_TEXTS, args.split)
-        else:
-            folder = DEFAULT_EVAL_SET if args.eval_set == "written" else Path(args.eval_set)
-            articles = load_eval_set(folder, args.split)
-    except (TaxonomyError, ValueError, OSError) as exc:
-        print(f"newsbeam: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if not articles:
-        print("newsbeam: no labelled articles found", file=sys.stderr)
-        return EXIT_FAILED
-    print(format_report(evaluate(tagger, articles), show_mistakes=args.mistakes))
-    return 0
-
-
-def _check(args: argparse.Namespace) -> int:
-    from pipeline.check import report
-
-    def override(config: RunConfig) -> RunConfig:
-        output, seeds = args.output or _from_env(ENV_OUTPUT), args.seeds or _from_env(ENV_SEEDS)
-        return replace(config, output_dir=output or config.output_dir, seeds_dir=seeds or config.seeds_dir)
-
-    text, status = report(args.config or _from_env(ENV_CONFIG), override)
-    print(text, file=sys.stdout if status == 0 else sys.stderr)
-    return status
-
-
-def _tag(args: argparse.Namespace) -> int:
-    from pipeline.explain import split_title, tag_report
-    from pipeline.tagging import Tagger, load_taxonomy
-
-    try:
-        tagger = Tagger(load_taxonomy(args.taxonomy))
-        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except (TaxonomyError, OSError, UnicodeDecodeError) as exc:
-        print(f"newsbeam: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    title, text = (args.title, raw.strip()) if args.title is not None else split_title(raw)
-    print(tag_report(tagger, title, text, args.language, args.explain))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -332,12 +242,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: list[str]) -> int:
-    if args.command == "eval":
-        return _evaluate(args)
-    if args.command == "tag":
-        return _tag(args)
-    if args.command == "check":
-        return _check(args)
+    if args.command in STANDALONE:  # no lake, no Beam
+        return int(STANDALONE[args.command](args))
     if args.command == "completion":
         from pipeline.completion import script
 
@@ -352,8 +258,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: 
         print(unknown_option_message(args.command, own, unknown), file=sys.stderr)
         return EXIT_FAILED
     try:
-        config = _config(args)
-        return int(_COMMANDS[args.command](config, args, beam_args))
+        config = config_from(args)
+        return int(COMMANDS[args.command](config, args, beam_args))
     except (ConfigError, TaxonomyError) as exc:
         print(f"newsbeam: config error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -363,221 +269,6 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: 
     except MaintenanceError as exc:
         print(f"newsbeam: {exc}", file=sys.stderr)
         return EXIT_FAILED
-
-
-def _run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.run import format_report, report_json, run_cycle
-
-    # Crash tests name a point where the job kills itself; read here, once, and passed down.
-    report = run_cycle(config, beam_args, kill_at=os.environ.get(KILL_ENV) or None)
-    if args.json:
-        print(json.dumps(report_json(report), ensure_ascii=False))
-    else:
-        print(format_report(report))
-    if args.metrics_file:
-        from pipeline.metrics import write_run_metrics
-
-        write_run_metrics(report, args.metrics_file, time.time())
-    return report.exit_code
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event, doing: str) -> Iterator[None]:
-    """SIGTERM and SIGINT set `stop` (saying what the stream does then) while inside."""
-
-    def request_stop(signum: int, frame: Any) -> None:
-        if not stop.is_set():
-            print(f"newsbeam stream: {signal.Signals(signum).name}: {doing}", flush=True)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    import time
-
-    from pipeline.stream import format_window, run_stream, stream_options
-
-    stop = threading.Event()
-    if any(a == "--streaming" or a.startswith("--streaming=") for a in beam_args):
-        if args.metrics_port:  # not silently ignored: the unbounded job has no window loop to report
-            raise ConfigError("--metrics-port is served by the micro-batch mode, not with --streaming")
-        return _stream_unbounded(config, args, beam_args, stop)
-    stream_options(beam_args)  # refuse bad flags before anything starts
-
-    last = time.monotonic()
-    metrics = None
-    if args.metrics_port:
-        from pipeline.metrics import StreamMetrics
-
-        metrics = StreamMetrics(args.metrics_port)
-
-    def show(window: Any) -> None:
-        nonlocal last
-        now = time.monotonic()
-        print(format_window(window, now - last), flush=True)
-        last = now
-        if metrics is not None:
-            metrics.observe(window.run, time.time())
-
-    with _stop_on_signals(stop, "committing the open window"):
-        report = run_stream(
-            config,
-            beam_args,
-            args.max_windows,
-            stop,
-            on_window=show,
-            kill_at=os.environ.get(KILL_ENV) or None,
-        )
-    print(f"newsbeam stream: stopped after {len(report.windows)} windows", flush=True)
-    return 0
-
-
-def _stream_unbounded(
-    config: RunConfig, args: argparse.Namespace, beam_args: list[str], stop: threading.Event
-) -> int:
-    from pipeline.unbounded import run_unbounded
-
-    with _stop_on_signals(stop, "committing the open windows"):
-        report = run_unbounded(
-            config,
-            beam_args,
-            args.max_windows,
-            stop,
-            kill_at=os.environ.get(KILL_ENV) or None,
-            show=True,
-        )
-    print(f"newsbeam stream: stopped after {len(report.run_ids)} commits", flush=True)
-    return 0
-
-
-def _compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import compact, utc_now
-
-    lake = Lake(config.output_dir)
-    with lake.lock():
-        kill_at = os.environ.get(KILL_ENV) or None
-        result = compact(lake, args.max_rows_per_file, kill_at=kill_at, now=utc_now())
-    print(
-        f"compacted {result.partitions} partitions: {result.files_before} files -> "
-        f"{result.files_after}, {result.rows} rows"
-    )
-    return 0
-
-
-def _retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import utc_now
-    from pipeline.retag import retag
-    from pipeline.tagging import Tagger, load_taxonomy
-
-    tagger = Tagger(load_taxonomy(config.taxonomy))
-    lake = Lake(config.output_dir)
-    with lake.lock():
-        result = retag(lake, tagger, args.since, args.until, info={"committed_at": utc_now().isoformat()})
-    print(
-        f"re-tagged {result.rows} articles in {result.partitions_read} partitions with taxonomy "
-        f"{tagger.taxonomy.version}: {result.partitions_replaced} partitions replaced"
-    )
-    return 0
-
-
-def _replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import replay, utc_now
-    from pipeline.run import make_plan, pipeline_options, run_graph
-    from pipeline.tagging import Tagger, load_taxonomy
-
-    options = pipeline_options(beam_args)
-    tagger = Tagger(load_taxonomy(config.taxonomy))
-    lake = Lake(config.output_dir)
-
-    def plan_for(run_id: str, batches: dict[str, Path], index_files: list[Path]) -> Any:
-        return make_plan(config, lake, tagger, run_id, batches, index_files, stage_only=True)
-
-    with lake.lock():
-        result = replay(
-            lake, args.since, args.until, plan_for, lambda plan: run_graph(plan, options), utc_now()
-        )
-    print(
-        f"replayed {len(result.runs)} runs landed {args.since}..{args.until}: "
-        f"{result.partitions_replaced} partitions replaced"
-    )
-    return 0
-
-
-def _vacuum(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from datetime import timedelta
-
-    from pipeline.maintenance import utc_now, vacuum
-
-    lake = Lake(config.output_dir)
-    with lake.lock():
-        result = vacuum(lake, utc_now(), args.raw_retention_days, timedelta(minutes=args.grace_minutes))
-    print(
-        f"vacuum: {len(result.staging)} staging leftovers, {len(result.retired_files)} replaced files, "
-        f"{len(result.raw_batches)} raw batches deleted"
-    )
-    return 0
-
-
-def _sql(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    import duckdb
-
-    from pipeline.maintenance import snapshot_connection
-    from pipeline.tagging import load_taxonomy
-
-    try:
-        rel = snapshot_connection(Lake(config.output_dir), load_taxonomy(config.taxonomy)).sql(args.query)
-        if rel is not None:
-            rel.show(max_width=200, max_rows=200)
-    except duckdb.Error as exc:
-        print(f"newsbeam: sql: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
-
-
-def _status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import status_report
-
-    names = {feed.url: feed.name for feed in config.feeds}
-    print(status_report(Lake(config.output_dir), args.last, names))
-    return 0
-
-
-def _report(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.report import write_report
-    from pipeline.tagging import load_taxonomy
-
-    names = {feed.url: feed.name for feed in config.feeds}
-    out = write_report(
-        config.output_dir, args.html, args.days, taxonomy=load_taxonomy(config.taxonomy), feed_names=names
-    )
-    print(f"report written to {out}")
-    return 0
-
-
-def _feeds(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.feedlist import main as feeds_main
-
-    return feeds_main(config, args)
-
-
-_COMMANDS = {
-    "run": _run,
-    "stream": _stream,
-    "compact": _compact,
-    "replay": _replay,
-    "retag": _retag,
-    "vacuum": _vacuum,
-    "sql": _sql,
-    "status": _status,
-    "feeds": _feeds,
-    "report": _report,
-}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
-from pipeline import cli, options, run
+from pipeline import cli, commands, options, run
 from pipeline.cli import EXIT_BUSY, EXIT_FAILED
 from pipeline.run import RunReport, pipeline_options
 
@@ -165,7 +165,7 @@ def test_every_beam_command_refuses_unknown_flags(argv: list[str], message: str,
         raise AssertionError("ran despite an unknown flag")
 
     monkeypatch.setattr(run, "run_cycle", never)
-    monkeypatch.setitem(cli._COMMANDS, argv[0], never)
+    monkeypatch.setitem(commands.COMMANDS, argv[0], never)
     assert cli.main(argv) == EXIT_FAILED
     assert capsys.readouterr().err.strip() == message
 
