@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pipeline.commands import COMMANDS, STANDALONE, config_from
+from pipeline.commands import COMMANDS, EXIT_BUSY, EXIT_FAILED, STANDALONE, config_from
 from pipeline.config import ConfigError
 from pipeline.lake import LakeBusy
 from pipeline.logs import LEVELS
@@ -21,8 +21,6 @@ from pipeline.maintenance import MaintenanceError
 from pipeline.options import unknown_beam_option, unknown_option_message
 from pipeline.tagging import TaxonomyError
 
-EXIT_FAILED = 2
-EXIT_BUSY = 3
 # The commands that hand every flag they do not know to Beam's PipelineOptions.
 BEAM_COMMANDS = ("run", "replay", "stream")
 

@@ -21,7 +21,8 @@ from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.lake import KILL_ENV, Lake
 from pipeline.tagging import TaxonomyError
 
-EXIT_FAILED = 2
+EXIT_FAILED = 2  # bad config, an unknown option, a crash (0 and 1 are the run's: pipeline/run.py)
+EXIT_BUSY = 3  # another writer holds the lake's lock
 
 # Top-level settings from the environment (a container's, a scheduler's): a flag wins
 # over its variable, the variable over the config file.
