@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     retag.add_argument("--since", type=_day, required=True, help="first published date, YYYY-MM-DD")
     retag.add_argument("--until", type=_day, required=True, help="last published date, YYYY-MM-DD")
+    retag.add_argument(
+        "--force", action="store_true", help="re-tag although the taxonomy's version names other rules here"
+    )
     vacuum = command("vacuum", "delete staging leftovers, replaced files and (optionally) old raw data")
     vacuum.add_argument(
         "--raw-retention-days", type=_positive, help="delete processed raw batches landed earlier than this"

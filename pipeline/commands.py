@@ -221,7 +221,8 @@ def retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> 
     tagger = Tagger(load_taxonomy(config.taxonomy))
     lake = Lake(config.output_dir)
     with lake.lock():
-        result = retag(lake, tagger, args.since, args.until, info={"committed_at": utc_now().isoformat()})
+        info = {"committed_at": utc_now().isoformat()}
+        result = retag(lake, tagger, args.since, args.until, info=info, force=args.force)
     print(
         f"re-tagged {result.rows} articles in {result.partitions_read} partitions with taxonomy "
         f"{tagger.taxonomy.version}: {result.partitions_replaced} partitions replaced"

@@ -72,6 +72,7 @@ def retag(
     until: date,
     max_rows_per_file: int = 1_000_000,
     info: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> RetagResult:
     """Re-tag every article published in [since, until] (by partition), in one swap.
 
@@ -81,7 +82,7 @@ def retag(
     if since > until:
         raise MaintenanceError(f"--since {since} is after --until {until}")
     require_lake(lake)
-    record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
+    record_version(lake.state_path("taxonomies.json"), tagger.taxonomy, force)
     result = RetagResult()
     replacements: dict[tuple[str, str], list[StagedFile]] = {}
     for partition, rels in _by_partition(lake, ARTICLES.name).items():

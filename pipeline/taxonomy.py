@@ -226,18 +226,19 @@ def digest(taxonomy: Taxonomy) -> str:
     return hashlib.sha256(repr(replace(taxonomy, source="")).encode("utf-8")).hexdigest()[:16]
 
 
-def record_version(path: Path, taxonomy: Taxonomy) -> None:
+def record_version(path: Path, taxonomy: Taxonomy, force: bool = False) -> None:
     """Remember which rules `taxonomy.version` names in the lake's `path` (JSON), or raise
     TaxonomyError when that version string was used before for other rules: stored rows
-    name the taxonomy they were tagged with by version, and `retag` relies on it."""
+    name the taxonomy they were tagged with by version, and `retag` relies on it. With
+    `force` (a re-tag of every stored row under the new rules) the version is rebound."""
     known: dict[str, str] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     ours, seen = digest(taxonomy), known.get(taxonomy.version)
     if seen == ours:
         return
-    if seen is not None:
+    if seen is not None and not force:
         raise TaxonomyError(
             f"{taxonomy.source}: version {taxonomy.version!r} was used for other rules in this lake; "
-            "change `version` whenever the entities or topics change"
+            "change `version` whenever the entities or topics change (or `retag --force`)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

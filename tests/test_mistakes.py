@@ -103,3 +103,22 @@ def test_newsbeam_check_lists_every_problem_at_once(
     config.write_text("[http]\npoll_interval = nan\n", encoding="utf-8")
     assert cli.main(["check", "--config", str(config)]) == 2
     assert "must be a finite number" in capsys.readouterr().err
+
+
+def test_retag_under_a_reused_version_needs_force(tmp_path: Path, seeds_dir: Path, capsys) -> None:
+    taxonomy = tmp_path / "taxonomy.toml"
+    text = DEFAULT_TAXONOMY.read_text(encoding="utf-8")
+    taxonomy.write_text(text, encoding="utf-8")
+    config = dataclasses.replace(make_config(tmp_path, seeds_dir), taxonomy=taxonomy)
+    run_cycle(config)
+    edited = text.replace('cues.en = ["visit*", "talks"', 'cues.en = ["visit*", "talks", "chat"', 1)
+    taxonomy.write_text(edited, encoding="utf-8")
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        f'seeds_dir = "{seeds_dir}"\noutput_dir = "{config.output_dir}"\ntaxonomy = "{taxonomy}"\n'
+    )
+    args = ["retag", "--config", str(conf), "--since", "2000-01-01", "--until", "2100-01-01"]
+    assert cli.main(args) == 2
+    assert "retag --force" in capsys.readouterr().err
+    assert cli.main([*args, "--force"]) == 0
+    assert cli.main(args) == 0  # the version now names the edited rules
