@@ -9,6 +9,10 @@ A configured URL that serves a web page is searched for the feed it links
 deadline, through the same fetch core; its URL is kept in the feed state and polled from
 then on, until it fails for good (a permanent 4xx, or a page again without a feed link):
 then the next poll starts over from the configured URL.
+A feed URL that serves a sitemap index is followed in the same poll, under the same deadline,
+through the same fetch core: the child sitemaps it lists (`connectors.sitemaps.children_to_follow`:
+at most `MAX_CHILDREN`, news ones and the newest first) are fetched and each lands as a
+document of its own (`FetchOutcome.extra_raws`), or as a typed error record of its own.
 A feed URL's `user:password@` is kept out of everything stored: `FeedSource.url`
 never holds it; it is sent as Basic credentials to the feed's own origin only.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -26,6 +30,7 @@ import httpx
 
 from connectors import discovery, retry
 from connectors.errors import PERMANENT, RETRYABLE
+from connectors.feeds import prepare_body, sitemap_kind
 from connectors.fetch import (
     FETCH_ERRORS,
     Fetched,
@@ -37,6 +42,14 @@ from connectors.fetch import (
     within,
 )
 from connectors.politeness import interleave_by_host
+from connectors.sitemaps import (
+    MAX_CHILDREN,
+    SITEMAP_INDEX,
+    URLSET,
+    ChildSitemap,
+    children_to_follow,
+    parse_sitemap,
+)
 from connectors.state import FeedState
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import RawFetch
@@ -80,7 +93,9 @@ class FetchOutcome:
 
     `status` is ok | not_modified | unchanged | error (polled) or skipped_backoff |
     skipped_dead | retired (not polled); `raw` is the document to land (None unless
-    ok or error); `state` is what the feed state becomes once the run is committed.
+    ok or error); `extra_raws` more documents to land with it (the child sitemaps of a
+    sitemap index, fetched or failed: `landed_raws` gives them all); `state` is what the
+    feed state becomes once the run is committed.
     """
 
     source: FeedSource
@@ -88,6 +103,23 @@ class FetchOutcome:
     detail: str
     raw: RawFetch | None
     state: FeedState
+    extra_raws: tuple[RawFetch, ...] = ()
+
+
+def landed_raws(outcomes: Iterable[FetchOutcome]) -> list[RawFetch]:
+    """Every document the outcomes have to land: each one's `raw` and `extra_raws`."""
+    return [r for o in outcomes for r in ((o.raw,) if o.raw is not None else ()) + o.extra_raws]
+
+
+def per_document(outcomes: Iterable[FetchOutcome]) -> list[FetchOutcome]:
+    """The outcomes with one outcome more per extra raw (the same source, status and state,
+    that raw as its `raw`): for code that reads one document per outcome, e.g. the
+    entries whose pages are fetched."""
+    return [
+        dataclasses.replace(o, raw=r, extra_raws=()) if r is not o.raw else o
+        for o in outcomes
+        for r in (o.raw, *o.extra_raws)
+    ]
 
 
 def _validators_trusted(state: FeedState, now: datetime, settings: HttpSettings) -> bool:
@@ -216,23 +248,47 @@ def _failed(
 
 
 async def fetch_feed(fetcher: Fetcher, source: FeedSource, state: FeedState, now: datetime) -> FetchOutcome:
-    """Poll one feed once at `now`. Never raises: every failure is a typed outcome."""
+    """Poll one feed once at `now`, and the sitemaps it lists when it is a sitemap index.
+    Never raises: every failure is a typed outcome."""
     settings = fetcher.settings
     conditional = _conditional_headers(state, now, settings)
     plain_headers = default_headers(settings, ACCEPT)
     headers = plain_headers
     if conditional:
         headers = [*plain_headers, *conditional.items()]
-    try:
-        async with fetcher.slots:
+    async with fetcher.slots:
+        deadline = asyncio.get_running_loop().time() + settings.total_deadline
+        try:
             got, found = await within(
                 settings.total_deadline, _get_feed(fetcher, source, state, headers, plain_headers)
             )
-    except FETCH_ERRORS as exc:
-        return _failed(source, state, now, failure(exc, settings.total_deadline), settings)
-    if found is not None:
-        conditional = {}  # the discovered feed was asked without validators
+        except FETCH_ERRORS as exc:
+            return _failed(source, state, now, failure(exc, settings.total_deadline), settings)
+        if found is not None:
+            conditional = {}  # the discovered feed was asked without validators
+        outcome = _outcome(source, state, now, settings, got, found, conditional)
+        raw = outcome.raw
+        if outcome.status != "ok" or raw is None or raw.body is None:
+            return outcome
+        if sitemap_kind(raw.body, raw.content_type) == SITEMAP_INDEX:
+            return await _follow_index(fetcher, outcome, got.url, deadline, plain_headers)
+    if outcome.state.sitemap_children is not None:  # no longer an index
+        outcome = dataclasses.replace(
+            outcome, state=dataclasses.replace(outcome.state, sitemap_children=None)
+        )
+    return outcome
 
+
+def _outcome(
+    source: FeedSource,
+    state: FeedState,
+    now: datetime,
+    settings: HttpSettings,
+    got: Fetched,
+    found: str | None,
+    conditional: dict[str, str],
+) -> FetchOutcome:
+    """What the response of a poll means for the feed."""
     status, digest = got.status, None
     if status == 304:
         if not conditional:
@@ -262,6 +318,7 @@ async def fetch_feed(fetcher: Fetcher, source: FeedSource, state: FeedState, now
         return FetchOutcome(source, "not_modified", "304 Not Modified", None, new_state)
     if digest == state.body_sha256:
         # Some servers ignore conditional requests; an identical body is a 304 in effect.
+        # (A sitemap index's children are fetched again only when the index changes.)
         return FetchOutcome(source, "unchanged", "same body as last poll", None, new_state)
     raw = RawFetch(
         raw_id=stable_id("feed", source.url, digest),
@@ -280,6 +337,135 @@ async def fetch_feed(fetcher: Fetcher, source: FeedSource, state: FeedState, now
     if found is not None:
         detail += f" from {found[:300]}, the feed linked by the page"
     return FetchOutcome(source, "ok", detail, raw, new_state)
+
+
+# --- sitemap indexes -------------------------------------------------------------
+
+
+async def _follow_index(
+    fetcher: Fetcher, outcome: FetchOutcome, index_url: str, deadline: float, headers: list[tuple[str, str]]
+) -> FetchOutcome:
+    """The outcome of a poll that fetched a sitemap index (ok, changed), with the sitemaps it
+    lists fetched one after another until the poll's deadline: each one an ok record (a
+    `<urlset>`, unless its body is the one landed last time) or an error record (a failed
+    request, a nested index, not a sitemap). The poll stays ok whatever its children do."""
+    raw = outcome.raw
+    assert raw is not None and raw.body is not None
+    prepared, _ = prepare_body(raw.body, raw.content_type)
+    listed = parse_sitemap(prepared, SITEMAP_INDEX, index_url).children
+    chosen, _left_out = children_to_follow(listed)
+    before = outcome.state.sitemap_children or {}
+    hashes: dict[str, str] = {}
+    extra: list[RawFetch] = []
+    unchanged = failed = 0
+    for child in chosen:
+        result = await _fetch_child(fetcher, outcome.source, child, index_url, deadline, headers)
+        if isinstance(result, FetchFailure):
+            extra.append(_child_error(outcome.source, child.loc, raw.fetched_at, result))
+            failed += 1
+            continue
+        digest = sha256_hex(result.body)
+        hashes[child.loc] = digest
+        if before.get(child.loc) == digest:
+            unchanged += 1
+            continue
+        extra.append(_child_raw(outcome.source, child.loc, raw.fetched_at, result, digest))
+    landed = len(chosen) - unchanged - failed
+    detail = (
+        f"{outcome.detail}; a sitemap index listing {len(listed)} sitemaps, {len(chosen)} followed"
+        f" (at most {MAX_CHILDREN}): {landed} landed, {unchanged} unchanged, {failed} failed"
+    )
+    state = dataclasses.replace(outcome.state, sitemap_children=hashes)
+    return dataclasses.replace(outcome, detail=detail, state=state, extra_raws=tuple(extra))
+
+
+async def _fetch_child(
+    fetcher: Fetcher,
+    source: FeedSource,
+    child: ChildSitemap,
+    index_url: str,
+    deadline: float,
+    headers: list[tuple[str, str]],
+) -> Fetched | FetchFailure:
+    """One child sitemap, within what is left of the poll's deadline; a `<urlset>` or why not."""
+    settings = fetcher.settings
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        detail = f"not fetched: the poll's total_deadline of {settings.total_deadline:g}s ran out"
+        return FetchFailure(RETRYABLE, "deadline", detail)
+    try:
+        got = await within(
+            left, fetcher.get(_child_request_url(source, child.loc), headers, verify_tls=source.verify_tls)
+        )
+    except FETCH_ERRORS as exc:
+        return failure(exc, settings.total_deadline)
+    if got.status >= 300:
+        kind = RETRYABLE if got.status in (408, 425, 429) or got.status >= 500 else PERMANENT
+        return FetchFailure(kind, f"HTTP {got.status}", "", got.status)
+    content_type = got.headers.get("content-type")
+    kind_of = sitemap_kind(got.body, content_type)
+    if kind_of == URLSET:
+        return got
+    if kind_of == SITEMAP_INDEX:
+        nested = parse_sitemap(prepare_body(got.body, content_type)[0], SITEMAP_INDEX, got.url).children
+        shown = ", ".join(c.loc for c in nested[:5]) + (
+            f" and {len(nested) - 5} more" if len(nested) > 5 else ""
+        )
+        detail = (
+            f"a sitemap index inside the sitemap index {index_url[:300]}, not followed (one level only);"
+            f" it lists {len(nested)} sitemaps: {shown or '(none)'}"
+        )
+        return FetchFailure(PERMANENT, "sitemap_index_nested", detail[:1000], got.status)
+    what = f"{len(got.body)} bytes whose root element is not <urlset>"
+    if got.body[:2] == b"\x1f\x8b":
+        what = "a gzip file served without Content-Encoding: gzip, not decompressed"
+    return FetchFailure(
+        PERMANENT, "not_a_sitemap", f"listed by the sitemap index {index_url[:300]}: {what}", got.status
+    )
+
+
+def _child_request_url(source: FeedSource, url: str) -> str:
+    """`url` with the feed's credentials when it is on the feed's own origin."""
+    if not source.userinfo:
+        return url
+    try:
+        child, feed = httpx.URL(url), httpx.URL(source.url)
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return url  # the fetch core reports it as a bad URL
+    if (child.scheme, child.host, child.port) != (feed.scheme, feed.host, feed.port) or child.userinfo:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{source.userinfo}@{rest}"
+
+
+def _child_raw(source: FeedSource, url: str, at: datetime, got: Fetched, digest: str) -> RawFetch:
+    return RawFetch(
+        raw_id=stable_id("sitemap-child", source.url, url, digest),
+        source=source.name,
+        source_kind="feed",
+        origin=url,
+        fetched_at=at,
+        status="ok",
+        http_status=got.status,
+        content_type=got.headers.get("content-type"),
+        etag=got.headers.get("etag"),
+        last_modified=got.headers.get("last-modified"),
+        body=got.body,
+    )
+
+
+def _child_error(source: FeedSource, url: str, at: datetime, failure: FetchFailure) -> RawFetch:
+    return RawFetch(
+        raw_id=stable_id("sitemap-child-error", source.url, url, at.isoformat()),
+        source=source.name,
+        source_kind="feed",
+        origin=url,
+        fetched_at=at,
+        status="error",
+        http_status=failure.http_status,
+        error_kind=failure.kind,
+        error=failure.message,
+    )
 
 
 def not_polled(source: FeedSource, state: FeedState) -> FetchOutcome:

@@ -14,9 +14,13 @@ once read.
   fetched (`pipeline/articles.py`) whether or not the feed sets `fetch_articles`.
   `<url>`s without `<news:news>` are a site's ordinary pages, not news: they are not
   read, and one `sitemap_not_news` problem counts them.
-- `<sitemapindex>`: lists other sitemaps and gives no items; it is reported as one
-  `sitemap_index_not_followed` problem naming the sitemaps it lists, to be configured
-  as feeds of their own (each then has its own validators, backoff and state).
+- `<sitemapindex>`: lists other sitemaps and gives no items of its own. A feed poll
+  follows it (`connectors/http.py`): the sitemaps `children_to_follow` picks, at most
+  `MAX_CHILDREN`, news ones and the newest first, are fetched in the same poll and land
+  as documents of their own, so here an index read from a feed URL gives nothing but a
+  `sitemap_index_capped` problem naming the sitemaps left out, if any. An index read from
+  a seed file (its origin is a path, not an http(s) URL) is not followed: one
+  `sitemap_index_not_followed` problem names the sitemaps it lists.
 
 Elements are matched by local name, whatever namespace prefix a generator chose.
 An XML error keeps the `<url>`s read before it (`malformed_feed_partial`).
@@ -24,6 +28,7 @@ An XML error keeps the `<url>`s read before it (`malformed_feed_partial`).
 
 from __future__ import annotations
 
+import calendar
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -43,6 +48,12 @@ _SNIFF_BYTES = 64 * 1024  # the root element must start within this much of the 
 _HINT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:urlset|sitemapindex)[\s>/]")
 _WIDE_STARTS = (b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")  # UTF-16/32: the hint cannot see it
 _SHOWN_CHILDREN = 5
+# A feed poll fetches at most this many of the sitemaps an index lists (an `[http]` setting
+# would be the place to tune it; none exists). Google News asks for one news sitemap per
+# site; indexes of news sites list a handful of news sitemaps before their many page ones.
+MAX_CHILDREN = 20
+_NEWS = re.compile(r"news", re.IGNORECASE)
+_WEB = ("http://", "https://")
 
 
 @dataclass
@@ -56,11 +67,19 @@ class SitemapItem:
     keywords: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ChildSitemap:
+    """One `<sitemap>` of an index: its `<loc>` (joined to the index's URL) and `<lastmod>`."""
+
+    loc: str
+    lastmod: str | None = None
+
+
 @dataclass
 class Sitemap:
     kind: str  # URLSET | SITEMAP_INDEX
     items: list[SitemapItem | None] = field(default_factory=list)  # one per <url>; None: not news
-    children: list[str] = field(default_factory=list)  # a sitemap index's <sitemap><loc>s
+    children: list[ChildSitemap] = field(default_factory=list)  # a sitemap index's <sitemap>s
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -104,7 +123,8 @@ def parse_sitemap(prepared: bytes, kind: str, base_url: str) -> Sitemap:
                 else:
                     loc = _child_text(element, "loc")
                     if loc:
-                        sitemap.children.append(_joined(base_url, loc))
+                        lastmod = _child_text(element, "lastmod") or None
+                        sitemap.children.append(ChildSitemap(_joined(base_url, loc), lastmod))
             assert root is not None
             root.clear()  # what has been read is not kept: memory stays flat on 50,000 <url>s
     except ET.ParseError as exc:
@@ -112,13 +132,9 @@ def parse_sitemap(prepared: bytes, kind: str, base_url: str) -> Sitemap:
         detail = f"ParseError: {exc}" + (f" ({kept} entries kept)" if kept else "")
         sitemap.problems.append(Problem("malformed_feed_partial" if kept else "malformed_feed", detail[:500]))
     if kind == SITEMAP_INDEX:
-        shown = ", ".join(sitemap.children[:_SHOWN_CHILDREN])
-        more = len(sitemap.children) - _SHOWN_CHILDREN
-        detail = (
-            f"a sitemap index listing {len(sitemap.children)} sitemaps, not followed: configure the "
-            f"news sitemaps among them as feeds: {shown or '(none)'}"
-        ) + (f" and {more} more" if more > 0 else "")
-        sitemap.problems.append(Problem("sitemap_index_not_followed", detail[:1000]))
+        problem = _index_problem(sitemap.children, followed=base_url[:8].lower().startswith(_WEB))
+        if problem is not None:
+            sitemap.problems.append(problem)
     plain = sum(1 for i in sitemap.items if i is None)
     if plain:
         sitemap.problems.append(
@@ -129,6 +145,57 @@ def parse_sitemap(prepared: bytes, kind: str, base_url: str) -> Sitemap:
             )
         )
     return sitemap
+
+
+def children_to_follow(children: list[ChildSitemap]) -> tuple[list[ChildSitemap], list[ChildSitemap]]:
+    """The sitemaps of an index a feed poll fetches, in the order it fetches them, and the
+    ones it leaves out: each `<loc>` once; those whose URL says "news" first, then the most
+    recent `<lastmod>` first (none: last), then in the index's order; `MAX_CHILDREN` at most."""
+    unique: dict[str, ChildSitemap] = {}
+    for child in children:
+        unique.setdefault(child.loc, child)
+    ranked = sorted(
+        enumerate(unique.values()),
+        key=lambda pair: (_NEWS.search(pair[1].loc) is None, -_timestamp(pair[1].lastmod), pair[0]),
+    )
+    ordered = [child for _, child in ranked]
+    return ordered[:MAX_CHILDREN], ordered[MAX_CHILDREN:]
+
+
+def _timestamp(value: str | None) -> float:
+    """A `<lastmod>` as seconds since the epoch; none or unreadable: minus infinity."""
+    parsed: object = _date(value)
+    if parsed is None:
+        return float("-inf")
+    try:
+        return float(calendar.timegm(parsed))  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return float("-inf")
+
+
+def _index_problem(children: list[ChildSitemap], followed: bool) -> Problem | None:
+    """What a sitemap index says when parsed: read from a feed URL it was followed by the
+    poll, so only the sitemaps over the cap are named; read from a seed file it was not."""
+    if not followed:
+        detail = (
+            f"a sitemap index listing {len(children)} sitemaps, not followed (only a feed poll "
+            f"follows an index): configure the news sitemaps among them as feeds: {_shown(children)}"
+        )
+        return Problem("sitemap_index_not_followed", detail[:1000])
+    _, left_out = children_to_follow(children)
+    if not left_out:
+        return None
+    detail = (
+        f"a sitemap index listing {len(children)} sitemaps; a poll follows {MAX_CHILDREN} of them "
+        f"(news first, newest <lastmod> first): not followed: {_shown(left_out)}"
+    )
+    return Problem("sitemap_index_capped", detail[:1000])
+
+
+def _shown(children: list[ChildSitemap]) -> str:
+    shown = ", ".join(c.loc for c in children[:_SHOWN_CHILDREN])
+    more = len(children) - _SHOWN_CHILDREN
+    return (shown or "(none)") + (f" and {more} more" if more > 0 else "")
 
 
 def _url(element: ET.Element, base: str) -> SitemapItem | None:
@@ -171,7 +238,7 @@ def _child_text(element: ET.Element, local: str) -> str:
 
 def _joined(base: str, link: str) -> str:
     # An absolute link (nearly all of them) as it is: joining costs as much as the rest of a <url>.
-    if link[:8].lower().startswith(("https://", "http://")):
+    if link[:8].lower().startswith(_WEB):
         return link
     return str(_urljoin(base, link))
 

@@ -45,6 +45,10 @@ class FeedState:
     # (connectors/discovery.py); `url` is where that led (the same, or where it moved since).
     # None: no discovery, `url` (if any) comes from a permanent redirect.
     discovered_url: str | None = None
+    # When the feed serves a sitemap index (connectors/http.py follows it): each child sitemap
+    # fetched by the last poll that followed it -> the SHA-256 of its body. A child whose
+    # body is the same again is not landed again. None: not an index.
+    sitemap_children: dict[str, str] | None = None
 
     def succeeded(
         self,

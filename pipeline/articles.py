@@ -40,7 +40,7 @@ from connectors.articles import (
 from connectors.errors import RETRYABLE, Problem
 from connectors.feeds import sitemap_kind
 from connectors.fetch import HttpSettings
-from connectors.http import FetchOutcome
+from connectors.http import FetchOutcome, per_document
 from pipeline.clean import clean_title, fold_text, html_to_text, normalize_text
 from pipeline.lake import Lake
 from schemas.ids import sha256_hex, stable_id
@@ -105,7 +105,7 @@ def fetch_new_pages(
     Pages fetched by a committed run, or landed by a run that did not commit
     yet, are not fetched again.
     """
-    outcomes = [wants_pages(o) for o in outcomes]
+    outcomes = [wants_pages(o) for o in per_document(outcomes)]
     if not any(o.source.fetch_articles and o.raw is not None for o in outcomes):
         return []
     seen = set(load_fetched_pages(lake.state_path(PAGES_STATE)))

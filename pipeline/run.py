@@ -20,7 +20,7 @@ import httpx
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from connectors.fetch import HttpSettings
-from connectors.http import FeedSource, FetchOutcome, poll_feeds
+from connectors.http import FeedSource, FetchOutcome, landed_raws, poll_feeds
 from connectors.seeds import read_seed_dir, unsupported_seeds
 from connectors.state import FeedState, load_feed_states, load_seed_state, save_feed_states, save_seed_state
 from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
@@ -185,7 +185,7 @@ def poll_and_land(
     pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)
     kill_point(kill_at, "polled")
 
-    landed = seeds + [o.raw for o in outcomes if o.raw is not None] + pages
+    landed = seeds + landed_raws(outcomes) + pages
     landed_at = clock()
     batch = lake.land_raw(landed, landed_at)
     LOG.info(

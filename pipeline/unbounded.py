@@ -55,7 +55,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from connectors.fetch import HttpSettings
-from connectors.http import FeedSource, poll_feeds
+from connectors.http import FeedSource, landed_raws, poll_feeds
 from connectors.state import FeedState, load_feed_states, save_feed_states
 from pipeline.config import ConfigError, RunConfig
 from pipeline.dedup import day_number, decide, indexed_member, member
@@ -244,11 +244,12 @@ class PollFeeds(beam.DoFn):
         fetched_at = outcome.raw.fetched_at if outcome.raw is not None else datetime.now(timezone.utc)
         poll = FeedPoll(source.url, source.name, outcome.status, outcome.detail, outcome.state, fetched_at)
         if outcome.raw is not None:
+            raws = landed_raws([outcome])  # the document and a sitemap index's children
             landed_at = outcome.raw.fetched_at  # the fetch's own time: no second clock reading
-            batch_id = Lake(self.plan.output_dir).land_raw([outcome.raw], landed_at)
+            batch_id = Lake(self.plan.output_dir).land_raw(raws, landed_at)
             kill_point(self.plan.kill_at, "landed")
             poll = dataclasses.replace(
-                poll, batch_id=batch_id, landed_date=f"{landed_at:%Y-%m-%d}", raws=(outcome.raw,)
+                poll, batch_id=batch_id, landed_date=f"{landed_at:%Y-%m-%d}", raws=tuple(raws)
             )
         feed.write((source, outcome.state))
         self._schedule(due, source, outcome.state, polled=outcome.status not in _NOT_POLLED)
