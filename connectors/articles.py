@@ -241,15 +241,17 @@ def fetch_pages(
     http: HttpSettings,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     transport: httpx.AsyncBaseTransport | None = None,
+    on_done: Callable[[int, int], None] | None = None,
 ) -> list[RawFetch]:
-    """Every requested page, in request order; never raises.
+    """Every requested page, in request order; never raises. `on_done(done, total)` is
+    told after each page.
 
     Hosts are fetched in parallel, one request at a time per host. Pages not
     started before the run deadline come back as `skipped` error records.
     """
     if not requests:
         return []
-    return asyncio.run(_fetch_all(requests, settings, http, clock, transport))
+    return asyncio.run(_fetch_all(requests, settings, http, clock, transport, on_done))
 
 
 async def _fetch_all(
@@ -258,6 +260,7 @@ async def _fetch_all(
     http: HttpSettings,
     clock: Callable[[], datetime],
     transport: httpx.AsyncBaseTransport | None,
+    on_done: Callable[[int, int], None] | None = None,
 ) -> list[RawFetch]:
     run_deadline = time.monotonic() + settings.run_deadline
     by_host: OrderedDict[str, list[int]] = OrderedDict()
@@ -283,6 +286,8 @@ async def _fetch_all(
                     results[i] = await fetcher.fetch(requests[i], clock)
                 except Exception as exc:  # a bug while fetching one page must cost that page only
                     results[i] = page_error(requests[i], clock(), "fetch_error", describe(exc), RETRYABLE)
+                if on_done is not None:
+                    on_done(sum(r is not None for r in results), len(requests))
 
     try:
         await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(by_host)))))

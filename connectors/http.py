@@ -488,6 +488,7 @@ async def poll_all(
     settings: HttpSettings,
     transport: httpx.AsyncBaseTransport | None,
     now: datetime,
+    on_done: Callable[[int, int], None] | None = None,
 ) -> list[FetchOutcome]:
     """`poll_feeds` inside a running event loop; a given transport is left open."""
     fetcher = Fetcher(settings, transport)
@@ -508,6 +509,8 @@ async def poll_all(
                 outcomes[index] = await fetch_feed(fetcher, source, state, now)
             else:
                 outcomes[index] = not_polled(source, state)
+            if on_done is not None:
+                on_done(sum(o is not None for o in outcomes), len(sources))
 
     try:
         await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, len(sources)))))
@@ -529,9 +532,11 @@ def poll_feeds(
     settings: HttpSettings,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    on_done: Callable[[int, int], None] | None = None,
 ) -> list[FetchOutcome]:
     """Poll every feed that is due, concurrently; outcomes come back in the order of `sources`.
-    The clock is read once: that time is every poll's `fetched_at` and every schedule's base."""
+    The clock is read once: that time is every poll's `fetched_at` and every schedule's base.
+    `on_done(done, total)` is told after each feed (progress on a terminal)."""
     if not sources:
         return []
-    return asyncio.run(poll_all(sources, states, settings, transport, clock()))
+    return asyncio.run(poll_all(sources, states, settings, transport, clock(), on_done))

@@ -98,6 +98,7 @@ def fetch_new_pages(
     http: HttpSettings,
     lake: Lake,
     clock: Callable[[], datetime],
+    on_done: Callable[[int, int], None] | None = None,
 ) -> list[RawFetch]:
     """Pages of the new entries of changed feeds with `fetch_articles`, and of changed news
     sitemaps, at most `max_per_run`.
@@ -111,7 +112,7 @@ def fetch_new_pages(
     seen = set(load_fetched_pages(lake.state_path(PAGES_STATE)))
     seen.update(page_key(u) for u in landed_pages(lake.pending_raw_batches().values()).urls)
     requests = new_page_requests(outcomes, seen)
-    fetched = fetch_pages(requests[: settings.max_per_run], settings, http, clock)
+    fetched = fetch_pages(requests[: settings.max_per_run], settings, http, clock, on_done=on_done)
     # Over the cap: landed as retryable skips, so each kept teaser says why.
     detail = f"more than max_per_run = {settings.max_per_run} new pages in this run"
     return fetched + [

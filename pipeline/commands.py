@@ -109,10 +109,12 @@ def tag(args: argparse.Namespace) -> int:
 
 
 def run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    # Crash tests name a point where the job kills itself; read here, once, and passed down.
+    from pipeline.progress import for_stderr
     from pipeline.run import format_report, report_json, run_cycle
 
-    # Crash tests name a point where the job kills itself; read here, once, and passed down.
-    report = run_cycle(config, beam_args, kill_at=os.environ.get(KILL_ENV) or None)
+    progress = for_stderr()  # a live display on a terminal, nothing in logs and pipes
+    report = run_cycle(config, beam_args, kill_at=os.environ.get(KILL_ENV) or None, progress=progress)
     if args.json:
         print(json.dumps(report_json(report), ensure_ascii=False))
     else:

@@ -27,6 +27,7 @@ from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, rememb
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
 from pipeline.lake import Lake, kill_point
+from pipeline.progress import Progress, Silent
 from pipeline.tagging import Tagger, load_taxonomy
 from pipeline.taxonomy import record_version
 from schemas.ids import stable_id
@@ -103,6 +104,7 @@ def run_cycle(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     kill_at: str | None = None,
+    progress: Progress | None = None,
 ) -> RunReport:
     """Poll every source once and process everything landed but not yet committed.
 
@@ -117,8 +119,13 @@ def run_cycle(
         record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
         feed_state_path = lake.state_path("feeds.json")
         feed_states = load_feed_states(feed_state_path, clock(), config.http.longest_wait)
-        polled = poll_and_land(config, lake, list(config.feeds), feed_states, transport, clock, kill_at)
+        progress = progress or Silent()
+        polled = poll_and_land(
+            config, lake, list(config.feeds), feed_states, transport, clock, kill_at, progress=progress
+        )
+        progress.stage("processing and committing")
         report = commit_pending(config, lake, tagger, options, polled, kill_at)
+        progress.close()
         kill_point(kill_at, "committed")
         _log_report(report)
         # Only now is every landed item durable: it is safe to remember validators.
@@ -167,6 +174,7 @@ def poll_and_land(
     kill_at: str | None = None,
     read_seeds: bool = True,
     http: HttpSettings | None = None,
+    progress: Progress | None = None,
 ) -> Polled:
     """Read the seeds (unless told not to), poll `feeds`, fetch the new article pages and land
     it all as one raw batch. Call with the lake's lock held; save nothing until committed."""
@@ -180,9 +188,19 @@ def poll_and_land(
             SourceStatus(f"seeds/{rel}", "seed", "skipped", "not a seed format: not read")
             for rel in unsupported_seeds(config.seeds_dir)
         ]
-    outcomes = poll_feeds(feeds, feed_states, http or config.http, transport, clock)
+    shown = progress or Silent()
+    outcomes = poll_feeds(
+        feeds,
+        feed_states,
+        http or config.http,
+        transport,
+        clock,
+        lambda n, of: shown.step("feeds polled", n, of),
+    )
     statuses += [_feed_status(o) for o in outcomes]
-    pages = fetch_new_pages(outcomes, config.articles, config.http, lake, clock)
+    pages = fetch_new_pages(
+        outcomes, config.articles, config.http, lake, clock, lambda n, of: shown.step("pages fetched", n, of)
+    )
     kill_point(kill_at, "polled")
 
     landed = seeds + landed_raws(outcomes) + pages
