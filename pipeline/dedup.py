@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 
 import numpy as np
 
@@ -312,17 +313,21 @@ def group_summary(
     ]
 
 
+def _root(parent: dict[str, str], x: str) -> str:
+    """The root of `x` in a union-find forest (path halving)."""
+    parent.setdefault(x, x)
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
 def summarize_links(links: Iterable[Link]) -> list[Link]:
     """The few links that `resolve_links` resolves exactly as all of `links`: a spanning forest
     of them and each member's strongest link (sorted, so the same links give the same few)."""
     parent: dict[str, str] = {}
 
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    find = partial(_root, parent)
 
     forest: list[Link] = []
     best: dict[str, tuple[int, float, Link]] = {}
@@ -405,12 +410,7 @@ def resolve_links(links: Iterable[Link]) -> Drops:
     parent: dict[str, str] = {}
     article_ids: dict[str, str] = {}
 
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    find = partial(_root, parent)
 
     best: dict[str, tuple[int, float, str]] = {}
     for later, earlier, earlier_id, reason, sim in sorted(links):
