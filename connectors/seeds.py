@@ -5,12 +5,13 @@ Formats (by extension):
 - `.md`   like `.txt`; a leading `# ` is dropped from the title;
 - `.html`/`.htm` a page: title from og:title/<title>/<h1>, body from <article> or <body>;
 - `.json` one record or a list of records; `.jsonl` one record per line. A record has
-  `title`, `text` or `html`, and optionally `url`, `published`, `source`, `language`;
+  `text` or `html`, and optionally `title`, `url`, `published`, `publisher`, `language`;
 - `.xml`/`.rss`/`.atom` a local feed file.
 
 `.txt` and `.md` may start with a front-matter block of `key: value` lines between
 two `---` lines, and any seed may have a sidecar `<file name>.meta.json`; both
-accept `url`, `published`, `source`, `language` and `title`.
+accept `url`, `published`, `publisher` (`source` is an older name for it), `language`
+and `title`. The `source` of every entry is the seed's path.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ MEDIA_TYPES = {
     ".rss": "application/rss+xml",
     ".atom": "application/atom+xml",
 }
-META_KEYS = ("url", "published", "source", "language", "title")
+META_KEYS = ("url", "published", "publisher", "source", "language", "title")  # `source`: publisher, as before
 
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -202,7 +203,7 @@ def _entry(raw: RawFetch, position: int, meta: dict[str, Any], **fields: Any) ->
         text=fields.get("text"),
         published=pick("published"),
         language_hint=pick("language"),
-        publisher=pick("source"),
+        publisher=pick("publisher") or pick("source"),
     )
 
 

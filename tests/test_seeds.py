@@ -105,6 +105,17 @@ def test_txt_front_matter_supplies_metadata(tmp_path: Path) -> None:
     assert (entry.language_hint, entry.publisher) == ("en", "Example News")
 
 
+def test_publisher_is_the_key_and_source_its_older_name(tmp_path: Path) -> None:
+    (both,) = parse_one(
+        tmp_path, "a.txt", "---\npublisher: New Name\nsource: Old Name\n---\nT\nBody\n"
+    ).entries
+    assert both.publisher == "New Name"  # publisher wins
+    put(tmp_path, "b.txt", "T\nBody\n")
+    put(tmp_path, "b.txt.meta.json", '{"publisher": "Sidecar News"}')
+    (sidecar,) = parse_seed(read_one(tmp_path, "b.txt")).entries
+    assert (sidecar.publisher, sidecar.source) == ("Sidecar News", "seeds/b.txt")
+
+
 def test_front_matter_title_overrides_the_first_line(tmp_path: Path) -> None:
     (entry,) = parse_one(tmp_path, "t.txt", "---\ntitle: 'Chosen title'\n---\nFirst line\nBody\n").entries
     assert entry.title == "Chosen title"
