@@ -1,7 +1,14 @@
-"""Wiring of the run graph: read -> parse -> clean -> dedup -> tag -> stage -> commit."""
+"""Wiring of the run graph: read -> parse and clean -> dedup -> tag -> stage -> commit.
+
+Raw documents travel in batches (lists, one per group of `ReadRawBatches`), and
+parsing and cleaning run in one step over a batch (`ParseAndClean`): nothing between
+them needs a shuffle. Entries whose link has a landed article page leave that step
+uncleaned, are joined to their page (a CoGroupByKey) and cleaned after the join.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +22,12 @@ from pipeline.tagging import Tagger
 from pipeline.transforms import (
     CleanArticles,
     CommitRun,
-    ParseEntries,
+    ParseAndClean,
     ReadRawBatches,
     StageTable,
     TagTopics,
 )
+from schemas.records import RawFetch
 
 
 @dataclass(frozen=True)
@@ -41,27 +49,29 @@ class RunPlan:
     stage_only: bool = False  # stage and list the files; the driver swaps them in (replay)
 
 
+def article_pages(batch: list[RawFetch]) -> Iterator[RawFetch]:
+    """The article pages of a batch of raw records (the other documents are parsed)."""
+    return (r for r in batch if r.source_kind == PAGE_KIND)
+
+
 def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
     """Apply the run to `p` (a Pipeline or TestPipeline); returns the commit's output."""
-    raws = p | "ReadRawBatches" >> ReadRawBatches(list(plan.raw_batches.values()))
-    documents = raws | "Documents" >> beam.Filter(lambda r: r.source_kind != PAGE_KIND)
-    parsed = documents | "ParseEntries" >> ParseEntries()
-    entries, page_rejects = parsed["entries"], []
+    batches = p | "ReadRawBatches" >> ReadRawBatches(list(plan.raw_batches.values()))
+    fused = batches | "ParseAndClean" >> ParseAndClean(plan.page_urls)
+    articles, rejects = fused["articles"], [fused["rejects"]]
     if plan.page_urls:
-        pages = raws | "ArticlePages" >> beam.Filter(lambda r: r.source_kind == PAGE_KIND)
-        joined = (entries, pages) | "JoinArticlePages" >> JoinArticlePages(plan.page_urls, plan.articles)
-        entries, page_rejects = joined["entries"], [joined["rejects"]]
-    cleaned = entries | "CleanArticles" >> CleanArticles()
-    deduped = cleaned["articles"] | "DeduplicateArticles" >> DeduplicateArticles(
+        pages = batches | "ArticlePages" >> beam.FlatMap(article_pages)
+        joined = (fused["entries"], pages) | "JoinArticlePages" >> JoinArticlePages(
+            plan.page_urls, plan.articles
+        )
+        cleaned = joined["entries"] | "CleanArticles" >> CleanArticles()
+        articles = (articles, cleaned["articles"]) | "AllArticles" >> beam.Flatten()
+        rejects += [joined["rejects"], cleaned["rejects"]]
+    deduped = articles | "DeduplicateArticles" >> DeduplicateArticles(
         plan.index_files, plan.lookback_days, plan.near_dup
     )
     tagged = deduped["articles"] | "TagTopics" >> TagTopics(plan.tagger, plan.keep_topics)
-    rejects = (
-        parsed["rejects"],
-        *page_rejects,
-        cleaned["rejects"],
-        tagged["rejects"],
-    ) | "AllRejects" >> beam.Flatten()
+    all_rejects = (*rejects, tagged["rejects"]) | "AllRejects" >> beam.Flatten()
 
     def stage(name: str, records: beam.PCollection) -> beam.PCollection:
         label = "".join(part.title() for part in name.split("_"))
@@ -69,7 +79,7 @@ def build_graph(p: beam.Pipeline, plan: RunPlan) -> beam.PCollection:
 
     staged = (
         stage("articles", tagged["articles"]),
-        stage("rejects", rejects),
+        stage("rejects", all_rejects),
         stage("duplicates", deduped["duplicates"]),
         stage("dedup_index", deduped["index"]),
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
+from connectors.articles import PAGE_KIND
 from connectors.feeds import ParseResult, parse_feed_bytes
 from connectors.seeds import parse_seed
 from connectors.state import write_json_atomic
@@ -55,8 +58,41 @@ def read_raw_batch(path: str) -> Iterator[RawFetch]:
         yield RawFetch(**row)
 
 
+RAW_GROUPS = 32  # raw documents are gathered into this many batches (fewer if fewer documents)
+
+
+def raw_group(raw: RawFetch) -> int:
+    """The batch of a raw document: stable in every process, the same for every copy of a fetch."""
+    return zlib.crc32(raw.raw_id.encode()) % RAW_GROUPS
+
+
+def _fetch_key(raw: RawFetch) -> tuple[str, str]:
+    return raw.raw_id, raw.fetched_at.isoformat()
+
+
+def one_per_fetch(raws: Iterable[RawFetch]) -> list[RawFetch]:
+    """The documents of one batch, each fetch once (copies landed twice are one), in a
+    stable order. Copies of a fetch are the same document; should two differ, the same
+    one is kept whatever order they arrive in."""
+    kept: dict[tuple[str, str], RawFetch] = {}
+    for raw in raws:
+        key = _fetch_key(raw)
+        other = kept.get(key)
+        if other is None or (other != raw and repr(raw) < repr(other)):
+            kept[key] = raw
+    return [kept[key] for key in sorted(kept)]
+
+
 class ReadRawBatches(beam.PTransform):
-    """Landed raw batch files -> RawFetch records."""
+    """Landed raw batch files -> lists of RawFetch (documents and article pages), each
+    fetch in exactly one list, once.
+
+    A document landed twice (a run died after landing, the next one fetched the same
+    bytes at the same time, e.g. an unchanged seed) is read once: every record is keyed
+    by `raw_group`, so the copies of a fetch meet in one group of one GroupByKey. Each
+    group is one element, so the steps after it work on many documents per call, and the
+    groups spread over workers. Built without `finish_bundle`, which the DaskRunner drops.
+    """
 
     def __init__(self, paths: list[str]) -> None:
         super().__init__()
@@ -67,12 +103,9 @@ class ReadRawBatches(beam.PTransform):
             pbegin
             | "BatchPaths" >> beam.Create(self.paths)
             | "Reshuffle" >> beam.Reshuffle()
-            | "ReadBatch" >> beam.FlatMap(read_raw_batch)
-            # A document landed twice (a run died after landing, the next one fetched
-            # the same bytes at the same time, e.g. an unchanged seed) is read once.
-            | "KeyByFetch" >> beam.Map(lambda r: ((r.raw_id, r.fetched_at.isoformat()), r))
-            | "GroupByFetch" >> beam.GroupByKey()
-            | "OnePerFetch" >> beam.Map(lambda kv: next(iter(kv[1])))
+            | "ReadBatch" >> beam.FlatMap(lambda path: ((raw_group(r), r) for r in read_raw_batch(path)))
+            | "GroupDocuments" >> beam.GroupByKey()
+            | "OnePerFetch" >> beam.Map(lambda kv: one_per_fetch(kv[1]))
         )
 
 
@@ -158,6 +191,66 @@ class CleanArticles(beam.PTransform):
     def expand(self, entries: beam.PCollection) -> dict[str, beam.PCollection]:
         cleaned = entries | "Clean" >> beam.ParDo(_CleanDoFn())
         return split_by_type(cleaned, "Cleaned", articles=Article, rejects=Reject)
+
+
+# --- parse and clean, fused --------------------------------------------------
+
+
+def parse_and_clean(
+    batch: Iterable[RawFetch], page_urls: frozenset[str], counts: Counter[str]
+) -> Iterator[Entry | Article | Reject]:
+    """`parse_raw` then `clean_or_reject` over a batch of raw documents, as ParseEntries
+    then CleanArticles give them: articles and rejects, and the entries whose link has a
+    landed article page unchanged (they are cleaned after JoinArticlePages). Article pages
+    in the batch are skipped. `counts` gets the counts those two steps count."""
+    for raw in batch:
+        if raw.source_kind == PAGE_KIND:
+            continue
+        for out in parse_raw(raw):
+            if isinstance(out, Reject):
+                counts[f"rejected.{out.stage}.{out.reason}"] += 1
+                yield out
+                continue
+            counts["entries"] += 1
+            if out.url is not None and out.url in page_urls:
+                yield out
+                continue
+            result = clean_or_reject(out)
+            counts[f"rejected.clean.{result.reason}" if isinstance(result, Reject) else "articles"] += 1
+            yield result
+
+
+class _ParseCleanDoFn(beam.DoFn):
+    def __init__(self, page_urls: frozenset[str]) -> None:
+        self.page_urls = page_urls
+
+    def process(self, batch: list[RawFetch]) -> Iterator[Entry | Article | Reject]:
+        counts: Counter[str] = Counter()
+        yield from parse_and_clean(batch, self.page_urls, counts)
+        # Once per batch and name, after the batch: the totals ParseEntries and CleanArticles count.
+        for name, n in sorted(counts.items()):
+            Metrics.counter(NAMESPACE, name).inc(n)
+
+
+class ParseAndClean(beam.PTransform):
+    """Batches of RawFetch -> {"articles": Article (untagged), "rejects": Reject} and, with
+    `page_urls`, "entries": the Entry records whose link has a landed page, for the join.
+
+    ParseEntries and CleanArticles fused into one call per batch (nothing between them
+    needs a shuffle): the same records, rejects and counters, without a Beam element and
+    a split per record in between.
+    """
+
+    def __init__(self, page_urls: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.page_urls = frozenset(page_urls)
+
+    def expand(self, batches: beam.PCollection) -> dict[str, beam.PCollection]:
+        out = batches | "ParseClean" >> beam.ParDo(_ParseCleanDoFn(self.page_urls))
+        types: dict[str, type] = {"articles": Article, "rejects": Reject}
+        if self.page_urls:
+            types["entries"] = Entry
+        return split_by_type(out, "ParsedCleaned", **types)
 
 
 # --- tag -------------------------------------------------------------------
