@@ -16,7 +16,7 @@ from connectors.seeds import parse_seed, read_seed_dir
 from pipeline.clean import clean_entry
 from pipeline.config import RunConfig
 from pipeline.dedup import member
-from pipeline.deduplicate import signature_scheme
+from pipeline.deduplicate import index_entry, signature_scheme
 from pipeline.lake import stage_partition
 from pipeline.run import run_cycle
 from pipeline.tagging import Tagger, load_taxonomy
@@ -56,17 +56,7 @@ def pure_with_signing_and_writing(seeds: Path, out: Path) -> int:
             tagged = tag_article(tagger, keep, article)
             assert isinstance(tagged, Article)
             articles[tagged.partition_date].append(tagged)
-            index[tagged.partition_date].append(
-                IndexEntry(
-                    article_id=article.article_id,
-                    content_hash=article.content_hash,
-                    fetched_at=article.fetched_at,
-                    published_at=article.published_at,
-                    signature=sig,
-                    signature_scheme=scheme,
-                    partition_date=article.partition_date,
-                )
-            )
+            index[tagged.partition_date].append(index_entry(article, sig, scheme))
     run_id = "0" * 32
     tables: dict[str, dict[str, list[Any]]] = {"articles": dict(articles), "dedup_index": dict(index)}
     for table, parts in tables.items():

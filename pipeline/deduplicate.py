@@ -108,7 +108,12 @@ def route_article(
         yield as_duplicate(article, kept_id, reason, sim)
         return
     yield article
-    yield IndexEntry(
+    yield index_entry(article, sig, scheme)
+
+
+def index_entry(article: Article, sig: bytes | None, scheme: str) -> IndexEntry:
+    """What the dedup index keeps of a written article."""
+    return IndexEntry(
         article_id=article.article_id,
         content_hash=article.content_hash,
         fetched_at=article.fetched_at,
