@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 
 from connectors.articles import extract_article
-from pipeline.clean import html_to_text, normalize_text
+from pipeline.steps.clean import html_to_text, normalize_text
 
 WORDS = [
     "delegation",

@@ -30,8 +30,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from bench.dedup_corpus import shard
 from bench.dedup_previous import PreviousDeduplicateArticles
-from pipeline.deduplicate import DeduplicateArticles
-from pipeline.near_dup import NearDupSettings, signature
+from pipeline.dedup.near import NearDupSettings, signature
+from pipeline.steps.deduplicate import DeduplicateArticles
 
 
 def _write(results: list, path: str) -> None:

@@ -13,7 +13,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from pipeline.clean import content_fingerprint
+from pipeline.steps.clean import content_fingerprint
 from schemas.ids import stable_id
 from schemas.records import Article
 

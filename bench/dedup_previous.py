@@ -3,7 +3,7 @@
 One element per (key, member) through a single GroupByKey (an article's two
 exact keys and one key per LSH band), the links gathered with ToList and the
 clusters handed to the routing as a dict side input. The decisions are the
-same pure functions as `pipeline.deduplicate`'s; only the Beam shape differs.
+same pure functions as `pipeline.steps.deduplicate`'s; only the Beam shape differs.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from pipeline.dedup import Member, group_links, member, member_keys, resolve_links
-from pipeline.deduplicate import _route, signature_scheme
-from pipeline.near_dup import NearDupSettings
-from pipeline.transforms import split_by_type
+from pipeline.dedup.decide import Member, group_links, member, member_keys, resolve_links
+from pipeline.dedup.near import NearDupSettings
+from pipeline.steps.deduplicate import _route, signature_scheme
+from pipeline.steps.transforms import split_by_type
 from schemas.records import Article, Duplicate, IndexEntry
 
 

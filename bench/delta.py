@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from bench.lake import articles
 from connectors.state import fsync_dir
-from pipeline.lake import Lake, part_name, stage_arrow, write_parquet_durable
+from pipeline.lake.store import Lake, part_name, stage_arrow, write_parquet_durable
 from schemas.arrow import ARTICLE_SCHEMA, TABLES
 from schemas.ids import stable_id
 
@@ -197,7 +197,7 @@ def _read(kind: str, path: str) -> dict[str, Any]:
     import polars as pl
     from deltalake import DeltaTable
 
-    from pipeline.maintenance import duckdb_source, snapshot_connection, snapshot_dataset
+    from pipeline.ops.maintenance import duckdb_source, snapshot_connection, snapshot_dataset
 
     started = time.perf_counter()
     if kind == "delta-duckdb":

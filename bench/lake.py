@@ -25,8 +25,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.lake import PARQUET_OPTIONS, Lake, stage_arrow
-from pipeline.maintenance import compact
+from pipeline.lake.store import PARQUET_OPTIONS, Lake, stage_arrow
+from pipeline.ops.maintenance import compact
 from schemas.arrow import ARTICLE_SCHEMA
 from schemas.ids import stable_id
 

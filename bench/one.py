@@ -13,14 +13,14 @@ from typing import Any
 
 from connectors.fetch import HttpSettings
 from connectors.seeds import parse_seed, read_seed_dir
-from pipeline.clean import clean_entry
 from pipeline.config import RunConfig
-from pipeline.dedup import member
-from pipeline.deduplicate import index_entry, signature_scheme
-from pipeline.lake import stage_partition
+from pipeline.dedup.decide import member
+from pipeline.lake.store import stage_partition
 from pipeline.run import run_cycle
-from pipeline.tagging import Tagger, load_taxonomy
-from pipeline.transforms import clean_or_reject, parse_raw, tag_article
+from pipeline.steps.clean import clean_entry
+from pipeline.steps.deduplicate import index_entry, signature_scheme
+from pipeline.steps.transforms import clean_or_reject, parse_raw, tag_article
+from pipeline.tagging.tagger import Tagger, load_taxonomy
 from schemas.records import Article, IndexEntry, Reject
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.feedgen import atom_feed, rss_feed
 from connectors.feeds import parse_feed_bytes, prepare_body
-from pipeline.clean import clean_entry
+from pipeline.steps.clean import clean_entry
 from schemas.records import RawFetch
 
 RAW = RawFetch(

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bench.corpus import paragraph
-from pipeline.tagging import Tagger, fold
-from pipeline.taxonomy import Alias, EntityDef, Taxonomy, load_taxonomy
+from pipeline.tagging.tagger import Tagger, fold
+from pipeline.tagging.taxonomy import Alias, EntityDef, Taxonomy, load_taxonomy
 
 MIN_ALIASES = 2_000
 

@@ -11,7 +11,7 @@ once read.
   `<news:title>` its title, `<news:publication_date>` (else `<lastmod>`) its date,
   `<news:publication>`'s `<news:language>` and `<news:name>` its language and
   publisher, `<news:keywords>` its tags. An item has no text of its own: its page is
-  fetched (`pipeline/articles.py`) whether or not the feed sets `fetch_articles`.
+  fetched (`pipeline/steps/pages.py`) whether or not the feed sets `fetch_articles`.
   `<url>`s without `<news:news>` are a site's ordinary pages, not news: they are not
   read, and one `sitemap_not_news` problem counts them.
 - `<sitemapindex>`: lists other sitemaps and gives no items of its own. A feed poll

@@ -14,12 +14,12 @@ from typing import Any
 
 from pipeline.commands import COMMANDS, EXIT_BUSY, EXIT_FAILED, STANDALONE, config_from
 from pipeline.config import ConfigError
-from pipeline.lake import LakeBusy
-from pipeline.logs import LEVELS
-from pipeline.logs import setup as setup_logs
-from pipeline.maintenance import MaintenanceError
+from pipeline.lake.store import LakeBusy
+from pipeline.observe.logs import LEVELS
+from pipeline.observe.logs import setup as setup_logs
+from pipeline.ops.maintenance import MaintenanceError
 from pipeline.options import unknown_beam_option, unknown_option_message
-from pipeline.tagging import TaxonomyError
+from pipeline.tagging.tagger import TaxonomyError
 
 # The commands that hand every flag they do not know to Beam's PipelineOptions.
 BEAM_COMMANDS = ("run", "replay", "stream")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, RunConfig, load_config
-from pipeline.lake import KILL_ENV, Lake
-from pipeline.tagging import TaxonomyError
+from pipeline.lake.store import KILL_ENV, Lake
+from pipeline.tagging.tagger import TaxonomyError
 
 EXIT_FAILED = 2  # bad config, an unknown option, a crash (0 and 1 are the run's: pipeline/run.py)
 EXIT_BUSY = 3  # another writer holds the lake's lock
@@ -54,7 +54,7 @@ def config_from(args: argparse.Namespace) -> RunConfig:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import (
+    from pipeline.tagging.evaluate import (
         DEFAULT_EVAL_SET,
         DEFAULT_REAL_TEXTS,
         evaluate,
@@ -62,7 +62,7 @@ def evaluate(args: argparse.Namespace) -> int:
         load_eval_set,
         load_real_set,
     )
-    from pipeline.tagging import Tagger, load_taxonomy
+    from pipeline.tagging.tagger import Tagger, load_taxonomy
 
     try:
         tagger = Tagger(load_taxonomy(args.taxonomy))
@@ -82,7 +82,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from pipeline.check import report
+    from pipeline.ops.check import report
 
     def override(config: RunConfig) -> RunConfig:
         output, seeds = args.output or _from_env(ENV_OUTPUT), args.seeds or _from_env(ENV_SEEDS)
@@ -94,8 +94,8 @@ def check(args: argparse.Namespace) -> int:
 
 
 def tag(args: argparse.Namespace) -> int:
-    from pipeline.explain import split_title, tag_report
-    from pipeline.tagging import Tagger, load_taxonomy
+    from pipeline.tagging.explain import split_title, tag_report
+    from pipeline.tagging.tagger import Tagger, load_taxonomy
 
     try:
         tagger = Tagger(load_taxonomy(args.taxonomy))
@@ -110,7 +110,7 @@ def tag(args: argparse.Namespace) -> int:
 
 def run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     # Crash tests name a point where the job kills itself; read here, once, and passed down.
-    from pipeline.progress import for_stderr
+    from pipeline.observe.progress import for_stderr
     from pipeline.run import format_report, report_json, run_cycle
 
     progress = for_stderr()  # a live display on a terminal, nothing in logs and pipes
@@ -120,7 +120,7 @@ def run(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> in
     else:
         print(format_report(report))
     if args.metrics_file:
-        from pipeline.metrics import write_run_metrics
+        from pipeline.observe.metrics import write_run_metrics
 
         write_run_metrics(report, args.metrics_file, time.time())
     return report.exit_code
@@ -146,7 +146,7 @@ def stop_on_signals(stop: threading.Event, doing: str) -> Iterator[None]:
 def stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     import time
 
-    from pipeline.stream import format_window, run_stream, stream_options
+    from pipeline.streaming.windows import format_window, run_stream, stream_options
 
     stop = threading.Event()
     if any(a == "--streaming" or a.startswith("--streaming=") for a in beam_args):
@@ -158,7 +158,7 @@ def stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
     last = time.monotonic()
     metrics = None
     if args.metrics_port:
-        from pipeline.metrics import StreamMetrics
+        from pipeline.observe.metrics import StreamMetrics
 
         metrics = StreamMetrics(args.metrics_port)
 
@@ -186,7 +186,7 @@ def stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
 def stream_unbounded(
     config: RunConfig, args: argparse.Namespace, beam_args: list[str], stop: threading.Event
 ) -> int:
-    from pipeline.unbounded import run_unbounded
+    from pipeline.streaming.unbounded import run_unbounded
 
     with stop_on_signals(stop, "committing the open windows"):
         report = run_unbounded(
@@ -202,7 +202,7 @@ def stream_unbounded(
 
 
 def compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import compact, utc_now
+    from pipeline.ops.maintenance import compact, utc_now
 
     lake = Lake(config.output_dir)
     with lake.lock():
@@ -216,9 +216,9 @@ def compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
 
 
 def retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import utc_now
-    from pipeline.retag import retag
-    from pipeline.tagging import Tagger, load_taxonomy
+    from pipeline.ops.maintenance import utc_now
+    from pipeline.ops.retag import retag
+    from pipeline.tagging.tagger import Tagger, load_taxonomy
 
     tagger = Tagger(load_taxonomy(config.taxonomy))
     lake = Lake(config.output_dir)
@@ -233,9 +233,9 @@ def retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> 
 
 
 def replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import replay, utc_now
+    from pipeline.ops.maintenance import replay, utc_now
     from pipeline.run import make_plan, pipeline_options, run_graph
-    from pipeline.tagging import Tagger, load_taxonomy
+    from pipeline.tagging.tagger import Tagger, load_taxonomy
 
     options = pipeline_options(beam_args)
     tagger = Tagger(load_taxonomy(config.taxonomy))
@@ -258,7 +258,7 @@ def replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
 def vacuum(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     from datetime import timedelta
 
-    from pipeline.maintenance import utc_now, vacuum
+    from pipeline.ops.maintenance import utc_now, vacuum
 
     lake = Lake(config.output_dir)
     with lake.lock():
@@ -273,8 +273,8 @@ def vacuum(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
 def sql(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     import duckdb
 
-    from pipeline.maintenance import snapshot_connection
-    from pipeline.tagging import load_taxonomy
+    from pipeline.ops.maintenance import snapshot_connection
+    from pipeline.tagging.tagger import load_taxonomy
 
     try:
         rel = snapshot_connection(Lake(config.output_dir), load_taxonomy(config.taxonomy)).sql(args.query)
@@ -287,7 +287,7 @@ def sql(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> in
 
 
 def status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.maintenance import status_report
+    from pipeline.ops.maintenance import status_report
 
     names = {feed.url: feed.name for feed in config.feeds}
     print(status_report(Lake(config.output_dir), args.last, names))
@@ -295,8 +295,8 @@ def status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
 
 
 def report(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.report import write_report
-    from pipeline.tagging import load_taxonomy
+    from pipeline.ops.report import write_report
+    from pipeline.tagging.tagger import load_taxonomy
 
     names = {feed.url: feed.name for feed in config.feeds}
     out = write_report(
@@ -307,7 +307,7 @@ def report(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
 
 
 def feeds(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.feedlist import main as feeds_main
+    from pipeline.ops.feedlist import main as feeds_main
 
     return feeds_main(config, args)
 

@@ -25,7 +25,7 @@ from connectors.http import FeedSource
 from connectors.netguard import AllowRule
 from connectors.opml import OpmlError, merge_feeds, read_opml
 from connectors.seeds import DEFAULT_MAX_BYTES as DEFAULT_SEED_MAX_BYTES
-from pipeline.near_dup import NearDupSettings
+from pipeline.dedup.near import NearDupSettings
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,11 +15,10 @@ from typing import Any
 import apache_beam as beam
 
 from connectors.articles import PAGE_KIND, ArticleSettings
-from pipeline.articles import JoinArticlePages
-from pipeline.deduplicate import DeduplicateArticles
-from pipeline.near_dup import NearDupSettings
-from pipeline.tagging import Tagger
-from pipeline.transforms import (
+from pipeline.dedup.near import NearDupSettings
+from pipeline.steps.deduplicate import DeduplicateArticles
+from pipeline.steps.pages import JoinArticlePages
+from pipeline.steps.transforms import (
     CleanArticles,
     CommitRun,
     ParseAndClean,
@@ -27,6 +26,7 @@ from pipeline.transforms import (
     StageTable,
     TagTopics,
 )
+from pipeline.tagging.tagger import Tagger
 from schemas.records import RawFetch
 
 

@@ -23,13 +23,13 @@ from connectors.fetch import HttpSettings
 from connectors.http import FeedSource, FetchOutcome, landed_raws, poll_feeds
 from connectors.seeds import read_seed_dir, unsupported_seeds
 from connectors.state import FeedState, load_feed_states, load_seed_state, save_feed_states, save_seed_state
-from pipeline.articles import LandedPages, fetch_new_pages, landed_pages, remember_pages
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
-from pipeline.lake import Lake, kill_point
-from pipeline.progress import Progress, Silent
-from pipeline.tagging import Tagger, load_taxonomy
-from pipeline.taxonomy import record_version
+from pipeline.lake.store import Lake, kill_point
+from pipeline.observe.progress import Progress, Silent
+from pipeline.steps.pages import LandedPages, fetch_new_pages, landed_pages, remember_pages
+from pipeline.tagging.tagger import Tagger, load_taxonomy
+from pipeline.tagging.taxonomy import record_version
 from schemas.ids import stable_id
 from schemas.records import RawFetch
 

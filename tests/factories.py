@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline.clean import clean_entry
+from pipeline.steps.clean import clean_entry
 from schemas.records import Article, Entry
 
 T0 = datetime(2024, 6, 19, 12, 0, tzinfo=timezone.utc)

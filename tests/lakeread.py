@@ -27,7 +27,7 @@ def arrow_table(out: Path, table: str) -> Any:
 
 
 def _snapshot_files(out: Path, table: str) -> list[str]:
-    from pipeline.lake import Lake
+    from pipeline.lake.store import Lake
 
     return [str(p) for p in Lake(out).snapshot_files(table)]
 

@@ -26,9 +26,9 @@ from connectors.articles import (
 from connectors.errors import PERMANENT, Problem
 from connectors.http import FeedSource, FetchOutcome
 from connectors.state import FeedState
-from pipeline.articles import JoinArticlePages
 from pipeline.config import ConfigError, parse_config
 from pipeline.run import EXIT_OK, run_cycle
+from pipeline.steps.pages import JoinArticlePages
 from schemas.records import Entry, RawFetch
 from tests.conftest import FAST_HTTP, FIXTURES, make_config
 from tests.feedserver import FeedServer, Route

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.clean import (
+from pipeline.steps.clean import (
     canonical_url,
     clean_body,
     clean_entry,

@@ -66,7 +66,7 @@ def test_bad_config_exits_2_with_the_key(tmp_path: Path, capsys) -> None:
 
 
 def test_a_second_writer_is_refused(tmp_path: Path, seeds_dir: Path, capsys) -> None:
-    from pipeline.lake import Lake
+    from pipeline.lake.store import Lake
 
     with Lake(tmp_path / "out").lock():
         code = cli.main(["run", "--output", str(tmp_path / "out"), "--seeds", str(seeds_dir)])

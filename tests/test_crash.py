@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.lake import COMMITTED_TABLES, KILL_ENV, Lake
+from pipeline.lake.store import COMMITTED_TABLES, KILL_ENV, Lake
 from pipeline.run import run_cycle
 from schemas.arrow import TABLES
 from tests.conftest import ROOT, SEED, make_config, run_clock

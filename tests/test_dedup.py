@@ -1,4 +1,4 @@
-"""Dedup decisions (pipeline.dedup): first seen wins, reasons, and order-independence."""
+"""Dedup decisions (pipeline.dedup.decide): first seen wins, reasons, and order-independence."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dedup import day_number, decide, indexed_member, member
-from pipeline.near_dup import NearDupSettings
+from pipeline.dedup.decide import day_number, decide, indexed_member, member
+from pipeline.dedup.near import NearDupSettings
 from schemas.records import Article
 from tests.factories import make_article
 

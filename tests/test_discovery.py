@@ -16,7 +16,7 @@ from connectors.errors import PERMANENT
 from connectors.fetch import HttpSettings
 from connectors.http import FeedSource, FetchOutcome, poll_feeds
 from connectors.state import FeedState, load_feed_states
-from pipeline.lake import Lake
+from pipeline.lake.store import Lake
 from pipeline.run import run_cycle
 from tests.conftest import FAST_HTTP, feed_fixture, make_config
 from tests.feedserver import FeedServer, Route

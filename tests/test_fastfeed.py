@@ -12,7 +12,7 @@ import pytest
 
 from bench.feedgen import atom_feed, rss_feed
 from connectors.feeds import ParseResult, parse_feed_bytes
-from pipeline.clean import clean_entry
+from pipeline.steps.clean import clean_entry
 from schemas.records import RawFetch
 
 FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"

@@ -20,9 +20,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from connectors.articles import PAGE_KIND, ArticleSettings
 from connectors.seeds import read_seed_dir
-from pipeline.articles import JoinArticlePages
-from pipeline.lake import Lake
-from pipeline.transforms import (
+from pipeline.lake.store import Lake
+from pipeline.steps.pages import JoinArticlePages
+from pipeline.steps.transforms import (
     RAW_GROUPS,
     CleanArticles,
     ParseAndClean,

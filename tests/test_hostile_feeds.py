@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from connectors.feeds import parse_feed_bytes
-from pipeline.clean import clean_entry
+from pipeline.steps.clean import clean_entry
 from schemas.records import Article, RawFetch
 
 FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"

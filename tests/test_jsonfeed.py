@@ -28,8 +28,8 @@ from connectors.jsonfeed import (
     nesting_depth,
 )
 from connectors.seeds import parse_seed
-from pipeline.clean import clean_entry
 from pipeline.run import EXIT_OK, run_cycle
+from pipeline.steps.clean import clean_entry
 from schemas.records import Article, RawFetch
 from tests.conftest import FAST_HTTP, FIXTURES, feed_fixture, make_config
 from tests.feedserver import FeedServer, Route

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.lake import Lake, stage_partition
+from pipeline.lake.store import Lake, stage_partition
 from schemas.records import Reject
 
 T0 = datetime(2024, 6, 19, tzinfo=timezone.utc)
@@ -84,7 +84,7 @@ def test_staging_is_deterministic(tmp_path: Path) -> None:
 
 HOLD_LOCK = """
 import sys, time
-from pipeline.lake import Lake
+from pipeline.lake.store import Lake
 with Lake(sys.argv[1]).lock():
     print("held", flush=True)
     time.sleep(120)
@@ -97,7 +97,7 @@ def test_a_sigkilled_lock_holder_never_leaves_the_lake_locked(tmp_path: Path, se
     import sys
 
     from pipeline import cli
-    from pipeline.lake import LakeBusy
+    from pipeline.lake.store import LakeBusy
     from tests.conftest import ROOT
 
     out = tmp_path / "out"
@@ -152,7 +152,7 @@ def _ids(out: Path) -> list[str]:
 def test_replace_partitions_swaps_whole_partitions_and_keeps_old_snapshots_readable(
     tmp_path: Path,
 ) -> None:
-    from pipeline.lake import stage_arrow
+    from pipeline.lake.store import stage_arrow
     from schemas.arrow import TABLES, records_to_table
 
     lake = Lake(tmp_path)
@@ -184,7 +184,7 @@ def test_replace_partitions_swaps_whole_partitions_and_keeps_old_snapshots_reada
 def test_a_swap_killed_before_its_manifest_is_rolled_back_and_after_it_rolled_forward(
     tmp_path: Path,
 ) -> None:
-    from pipeline.lake import stage_arrow
+    from pipeline.lake.store import stage_arrow
     from schemas.arrow import TABLES, records_to_table
 
     lake = Lake(tmp_path)
@@ -221,7 +221,7 @@ def test_a_lake_spanning_two_schema_versions_reads_whole_in_duckdb_and_pyarrow(t
     the older rows null in it, and partition values come back exactly."""
     import pyarrow as pa
 
-    from pipeline.lake import stage_arrow
+    from pipeline.lake.store import stage_arrow
     from schemas.arrow import TABLES, records_to_table
     from tests.factories import make_article
     from tests.lakeread import snapshot_arrow, snapshot_duck_rows

@@ -18,8 +18,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipeline import cli
-from pipeline.lake import KILL_ENV, Lake, stage_arrow, stage_partition
-from pipeline.maintenance import compact, vacuum
+from pipeline.lake.store import KILL_ENV, Lake, stage_arrow, stage_partition
+from pipeline.ops.maintenance import compact, vacuum
 from pipeline.run import run_cycle
 from schemas.arrow import TABLES, records_to_table
 from schemas.ids import stable_id

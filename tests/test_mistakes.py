@@ -11,7 +11,7 @@ import pytest
 from pipeline import cli
 from pipeline.config import ConfigError
 from pipeline.run import EXIT_OK, EXIT_PARTIAL, format_report, run_cycle
-from pipeline.taxonomy import DEFAULT_TAXONOMY, TaxonomyError
+from pipeline.tagging.taxonomy import DEFAULT_TAXONOMY, TaxonomyError
 from tests.conftest import make_config
 from tests.lakeread import duck_rows
 

@@ -15,8 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.clean import fold_text
-from pipeline.dedup import (
+from pipeline.dedup.decide import (
     INDEXED,
     NEW,
     LinkStats,
@@ -33,8 +32,7 @@ from pipeline.dedup import (
     shard_payloads,
     shard_summary,
 )
-from pipeline.deduplicate import DeduplicateArticles, in_lookback, partition_day
-from pipeline.near_dup import (
+from pipeline.dedup.near import (
     NearDupSettings,
     band_keys,
     compact,
@@ -43,6 +41,8 @@ from pipeline.near_dup import (
     similarity,
     words_of,
 )
+from pipeline.steps.clean import fold_text
+from pipeline.steps.deduplicate import DeduplicateArticles, in_lookback, partition_day
 from schemas.records import Article
 from tests.factories import make_article
 
@@ -75,7 +75,7 @@ def make(n: int, ws: list[str], minutes: int = 0, url: str | None = None) -> Art
 
 
 def dedup(articles: list[Article]) -> dict[str, tuple[str, str]]:
-    """{dropped article id: (kept article id, reason)}, decided in memory by pipeline.dedup."""
+    """{dropped article id: (kept article id, reason)}, decided in memory by pipeline.dedup.decide."""
     members = [member(a, SETTINGS) for a in articles]
     id_of = {m[0]: m[1] for m in members}
     drops = decide(members, SETTINGS)
@@ -147,7 +147,7 @@ def test_order_and_repetition_change_nothing(spec: list[tuple[int, float, int]],
 
 
 def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
-    from pipeline.lake import Lake, stage_partition
+    from pipeline.lake.store import Lake, stage_partition
     from schemas.records import IndexEntry
 
     base, other = words(), words()
@@ -194,7 +194,7 @@ def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
 
 
 def test_out_of_window_index_answers_exact_keys_but_not_bands(tmp_path) -> None:
-    from pipeline.lake import Lake, stage_partition
+    from pipeline.lake.store import Lake, stage_partition
     from schemas.records import IndexEntry
 
     base = words()

@@ -313,7 +313,7 @@ def test_feed_tags_in_the_config_are_checked(tmp_path: Path) -> None:
 
 
 def test_the_feed_table_shows_each_feeds_health() -> None:
-    from pipeline.feedlist import feed_table
+    from pipeline.ops.feedlist import feed_table
 
     feeds = [
         FeedSource("fresh", "https://a.example/rss"),

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluate import DEFAULT_REAL_TEXTS, REAL_LABELS, Report, evaluate, load_real_set
-from pipeline.tagging import Tagger, load_taxonomy
+from pipeline.tagging.evaluate import DEFAULT_REAL_TEXTS, REAL_LABELS, Report, evaluate, load_real_set
+from pipeline.tagging.tagger import Tagger, load_taxonomy
 from tests.conftest import ROOT
 
 LABELS = [json.loads(line) for line in REAL_LABELS.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,4 +1,4 @@
-"""`pipeline.report`: a real lake (two runs on a local feed server), the HTML report, and
+"""`pipeline.ops.report`: a real lake (two runs on a local feed server), the HTML report, and
 that report opened in a real headless Chromium: what it shows is read from the rendered DOM."""
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from connectors.http import FeedSource
-from pipeline.lake import Lake, stage_arrow
-from pipeline.maintenance import MaintenanceError, snapshot_connection
-from pipeline.report import write_report
+from pipeline.lake.store import Lake, stage_arrow
+from pipeline.ops.maintenance import MaintenanceError, snapshot_connection
+from pipeline.ops.report import write_report
 from pipeline.run import run_cycle
-from pipeline.tagging import load_taxonomy
-from pipeline.taxonomy import Taxonomy
+from pipeline.tagging.tagger import load_taxonomy
+from pipeline.tagging.taxonomy import Taxonomy
 from schemas.arrow import ARTICLE_SCHEMA
 from schemas.ids import stable_id
 from schemas.records import RawFetch
@@ -327,7 +327,7 @@ def test_a_batch_not_yet_committed_is_not_in_the_report(lake: Path, tmp_path: Pa
 
 
 def test_a_commit_while_reading_is_read_again(lake: Path, tmp_path: Path, monkeypatch) -> None:
-    import pipeline.report_data as report_data
+    import pipeline.ops.report_data as report_data
 
     copy = tmp_path / "lake"
     shutil.copytree(lake, copy)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from pipeline import cli
-from pipeline.lake import Lake
-from pipeline.tagging import DEFAULT_TAXONOMY, load_taxonomy
+from pipeline.lake.store import Lake
+from pipeline.tagging.tagger import DEFAULT_TAXONOMY, load_taxonomy
 from tests.lakeread import snapshot_arrow, snapshot_duck_rows
 
 DEFAULT_VERSION = load_taxonomy().version

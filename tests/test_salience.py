@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.calibrate import best_threshold, fit, without_calibration
-from pipeline.salience import FEATURES, Calibration
-from pipeline.tagging import Tagger, load_taxonomy
-from pipeline.taxonomy import TaxonomyError, parse_taxonomy
+from pipeline.tagging.calibrate import best_threshold, fit, without_calibration
+from pipeline.tagging.salience import FEATURES, Calibration
+from pipeline.tagging.tagger import Tagger, load_taxonomy
+from pipeline.tagging.taxonomy import TaxonomyError, parse_taxonomy
 from tests.conftest import ROOT
 
 

@@ -29,10 +29,10 @@ from connectors.sitemaps import (
     root_kind,
 )
 from connectors.state import FeedState
-from pipeline.articles import wants_pages
-from pipeline.clean import clean_entry
 from pipeline.run import EXIT_OK, run_cycle
-from pipeline.transforms import parse_raw
+from pipeline.steps.clean import clean_entry
+from pipeline.steps.pages import wants_pages
+from pipeline.steps.transforms import parse_raw
 from schemas.records import Article, RawFetch, Reject
 from tests.conftest import FAST_HTTP, FIXTURES, feed_fixture, make_config
 from tests.feedserver import FeedServer, Route

@@ -20,9 +20,9 @@ import pytest
 from connectors.http import FeedSource
 from connectors.state import FeedState
 from pipeline.config import ConfigError, RunConfig, StreamSettings, parse_config
-from pipeline.lake import KILL_ENV, Lake
+from pipeline.lake.store import KILL_ENV, Lake
 from pipeline.run import run_cycle
-from pipeline.stream import WindowReport, due_at, due_feeds, run_stream, stream_options
+from pipeline.streaming.windows import WindowReport, due_at, due_feeds, run_stream, stream_options
 from tests.conftest import ROOT, make_config
 from tests.feedserver import Route
 from tests.lakeread import snapshot_duck_rows
@@ -183,7 +183,7 @@ def _micro_batch_window(config: RunConfig) -> None:
 
 
 def _streaming_window(config: RunConfig) -> None:
-    from pipeline.unbounded import run_unbounded
+    from pipeline.streaming.unbounded import run_unbounded
 
     run_unbounded(config, max_windows=1)
 

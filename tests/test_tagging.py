@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.tagging import (
+from pipeline.tagging.tagger import (
     _RESIZING,
     Tagger,
     TaxonomyError,
@@ -407,7 +407,7 @@ def test_characters_beyond_the_bmp_fold_and_keep_offsets(tagger: Tagger) -> None
 
 
 def test_rule_memos_stay_bounded_and_answer_alike(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.tagging as tagging
+    import pipeline.tagging.tagger as tagging
 
     monkeypatch.setattr(tagging, "_MEMO_SIZE", 3)
     texts = [

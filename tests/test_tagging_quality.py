@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.evaluate import Report, evaluate, load_eval_set
-from pipeline.tagging import Tagger, load_taxonomy
+from pipeline.tagging.evaluate import Report, evaluate, load_eval_set
+from pipeline.tagging.tagger import Tagger, load_taxonomy
 
 
 @pytest.fixture(scope="module")

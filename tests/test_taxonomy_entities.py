@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.tagging import DEFAULT_TAXONOMY, Tagger, _is_unspaced_script, fold, load_taxonomy
+from pipeline.tagging.tagger import DEFAULT_TAXONOMY, Tagger, _is_unspaced_script, fold, load_taxonomy
 
 if sys.version_info >= (3, 11):
     import tomllib

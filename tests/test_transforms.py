@@ -14,12 +14,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.clean import clean_entry
-from pipeline.deduplicate import DeduplicateArticles
-from pipeline.lake import Lake, stage_partition
-from pipeline.near_dup import NearDupSettings
-from pipeline.tagging import Tagger, load_taxonomy
-from pipeline.transforms import CleanArticles, ParseEntries, TagTopics, _TagDoFn
+from pipeline.dedup.near import NearDupSettings
+from pipeline.lake.store import Lake, stage_partition
+from pipeline.steps.clean import clean_entry
+from pipeline.steps.deduplicate import DeduplicateArticles
+from pipeline.steps.transforms import CleanArticles, ParseEntries, TagTopics, _TagDoFn
+from pipeline.tagging.tagger import Tagger, load_taxonomy
 from schemas.records import Article, Entry, IndexEntry, RawFetch
 
 T0 = datetime(2024, 6, 19, 12, 0, tzinfo=timezone.utc)
@@ -271,7 +271,7 @@ def test_parse_and_clean_hostile_feeds_route_problems_to_dead_letters() -> None:
 
 
 def test_commit_run_commits_every_staged_file_and_a_run_that_staged_nothing(tmp_path: Path) -> None:
-    from pipeline.transforms import CommitRun, StageTable
+    from pipeline.steps.transforms import CommitRun, StageTable
     from tests.factories import make_article
 
     articles = [make_article(url=f"https://n.example/{n}", title=f"Story {n}", position=n) for n in range(3)]

@@ -20,10 +20,9 @@ from apache_beam.transforms import window
 from connectors.http import FeedSource
 from connectors.state import FeedState, load_feed_states
 from pipeline.config import ConfigError, parse_config
-from pipeline.lake import Lake
+from pipeline.lake.store import Lake
 from pipeline.run import load_tagger, run_cycle
-from pipeline.stream import due_feeds
-from pipeline.unbounded import (
+from pipeline.streaming.unbounded import (
     PANE_KEY,
     CommitPanes,
     FeedPoll,
@@ -33,6 +32,7 @@ from pipeline.unbounded import (
     WindowPolls,
     run_unbounded,
 )
+from pipeline.streaming.windows import due_feeds
 from schemas.ids import sha256_hex
 from schemas.records import RawFetch
 from tests.conftest import make_config

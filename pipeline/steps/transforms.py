@@ -25,10 +25,10 @@ from connectors.articles import PAGE_KIND
 from connectors.feeds import ParseResult, parse_feed_bytes
 from connectors.seeds import parse_seed
 from connectors.state import write_json_atomic
-from pipeline.clean import clean_entry, make_reject
-from pipeline.lake import STAGING, Lake, StagedFile, stage_partition, staged_to_json
-from pipeline.tagging import Tagger
-from pipeline.taxonomy import Taxonomy
+from pipeline.lake.store import STAGING, Lake, StagedFile, stage_partition, staged_to_json
+from pipeline.steps.clean import clean_entry, make_reject
+from pipeline.tagging.tagger import Tagger
+from pipeline.tagging.taxonomy import Taxonomy
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Article, Entry, RawFetch, Reject, TopicMatch
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.tagging import Tagger
+from pipeline.tagging.tagger import Tagger
 
 
 def split_title(document: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ once. `features` describes an article where such a rule fired:
 
 `Calibration.score` turns them into a probability with a logistic layer whose
 weights are data in the taxonomy (fitted on the dev splits by
-`python -m pipeline.calibrate`); the topic is kept when the score reaches the
+`python -m pipeline.tagging.calibrate`); the topic is kept when the score reaches the
 calibration's threshold.
 """
 

@@ -4,7 +4,7 @@ Similarity is the Jaccard index of the sets of word shingles of the article
 body (the title is left out: syndicated copies change headlines), estimated
 from MinHash signatures (rensa's RMinHash). Candidates are pairs sharing an
 LSH band; a pair is a near duplicate when the estimated similarity reaches
-the threshold (see `pipeline.deduplicate` for the grouping and clustering).
+the threshold (see `pipeline.steps.deduplicate` for the grouping and clustering).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from rensa import RMinHash
 
-from pipeline.clean import fold_text
+from pipeline.steps.clean import fold_text
 
 _WORD = re.compile(r"\w+")
 
@@ -30,7 +30,7 @@ class NearDupSettings:
     min_words: int = 50
     seed: int = 20261127
     # Each new member of a band bucket is compared with at most this many members before it
-    # (see pipeline.dedup.group_links): a bucket of near copies of one template then costs
+    # (see pipeline.dedup.decide.group_links): a bucket of near copies of one template then costs
     # time linear in its size. Large enough that ordinary buckets (a story and its copies)
     # are compared in full.
     max_bucket_comparisons: int = 64

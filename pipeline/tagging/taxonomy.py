@@ -17,7 +17,7 @@ A topic rule names groups of selectors (an entity id or `country:XX`); it
 fires in a passage (sentence, paragraph or document) where every group has a
 match and, when the rule lists `cues`, a cue occurs too, and no `exclude` cue
 does. A bilateral rule (two groups) may carry a `calibration`: the article's
-salience features for the pair (pipeline/salience.py) scored by a logistic
+salience features for the pair (pipeline/tagging/salience.py) scored by a logistic
 layer, the topic kept when the score reaches its threshold.
 """
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.salience import FEATURES, Calibration
+from pipeline.tagging.salience import FEATURES, Calibration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -181,7 +181,7 @@ def _number(value: Any, where: str) -> float:
 
 def _calibration(table: Any, where: str, groups: int) -> Calibration:
     """`calibration = { bias = …, threshold = …, weights = { feature = … } }`: the logistic
-    layer of a bilateral rule (two groups), see pipeline/salience.py."""
+    layer of a bilateral rule (two groups), see pipeline/tagging/salience.py."""
     if groups != 2:
         raise TaxonomyError(f"{where}: `calibration` needs a bilateral rule (two groups in `all_of`)")
     if not isinstance(table, dict) or set(table) != {"bias", "threshold", "weights"}:

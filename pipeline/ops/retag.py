@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.lake import Lake, StagedFile
-from pipeline.maintenance import MaintenanceError, _by_partition, _stage_rows, read_files, require_lake
-from pipeline.tagging import Tagger
-from pipeline.taxonomy import record_version
+from pipeline.lake.store import Lake, StagedFile
+from pipeline.ops.maintenance import MaintenanceError, _by_partition, _stage_rows, read_files, require_lake
+from pipeline.tagging.tagger import Tagger
+from pipeline.tagging.taxonomy import record_version
 from schemas.arrow import TABLES
 from schemas.ids import stable_id
 

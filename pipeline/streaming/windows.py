@@ -25,9 +25,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors.http import FeedSource
 from connectors.state import FeedState, load_feed_states, save_feed_states, save_seed_state
-from pipeline.articles import remember_pages
 from pipeline.config import ConfigError, RunConfig
-from pipeline.lake import Lake, kill_point
+from pipeline.lake.store import Lake, kill_point
 from pipeline.run import (
     Polled,
     RunReport,
@@ -37,7 +36,8 @@ from pipeline.run import (
     poll_and_land,
     require_seeds_dir,
 )
-from pipeline.taxonomy import record_version
+from pipeline.steps.pages import remember_pages
+from pipeline.tagging.taxonomy import record_version
 
 
 @dataclass

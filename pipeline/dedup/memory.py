@@ -1,6 +1,6 @@
 """What an unbounded stream remembers for deduplication across its windows (pure).
 
-A window's articles are deduplicated by `pipeline.dedup.decide` against each other and
+A window's articles are deduplicated by `pipeline.dedup.decide.decide` against each other and
 against the committed articles they share a key with. The memory holds those committed
 articles as index members, filed the way `decide` files them:
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipeline.dedup import _BAND, Member, member_keys
-from pipeline.near_dup import NearDupSettings
+from pipeline.dedup.decide import _BAND, Member, member_keys
+from pipeline.dedup.near import NearDupSettings
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The DeduplicateArticles step: the decisions of `pipeline.dedup` in keyed shuffles.
+"""The DeduplicateArticles step: the decisions of `pipeline.dedup.decide` in keyed shuffles.
 
 The decisions shuffle only small members. Members are first gathered into a few
 batches (keyed by a hash of their order), then each batch is cut into one
@@ -25,7 +25,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from pipeline.dedup import (
+from pipeline.dedup.decide import (
     Drops,
     Link,
     LinkStats,
@@ -39,8 +39,8 @@ from pipeline.dedup import (
     shard_payloads,
     shard_summary,
 )
-from pipeline.near_dup import NearDupSettings
-from pipeline.transforms import split_by_type
+from pipeline.dedup.near import NearDupSettings
+from pipeline.steps.transforms import split_by_type
 from schemas.records import Article, Duplicate, IndexEntry
 
 NAMESPACE = "newsbeam"

@@ -1,11 +1,11 @@
 """Fit a bilateral topic's calibration on the dev splits and print it as taxonomy data.
 
-    python -m pipeline.calibrate [--topic nk-russia] [--texts DIR] [--l2 1.0]
+    python -m pipeline.tagging.calibrate [--topic nk-russia] [--texts DIR] [--l2 1.0]
 
 The articles: the dev splits of the written set and of the real set (texts from
 `--texts`, ../shared/realnews by default). The examples: every dev article on
 which the topic's rule fires without a calibration, its salience features
-(pipeline/salience.py) and whether it carries the topic. A logistic layer is
+(pipeline/tagging/salience.py) and whether it carries the topic. A logistic layer is
 fitted by Newton's method with an L2 penalty; the threshold is the one that
 maximises the topic's F1 over all the dev articles (those the rule misses count
 as misses). The test splits are never read.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluate import DEFAULT_REAL_TEXTS, LabelledArticle, load_eval_set, load_real_set
-from pipeline.salience import FEATURES
-from pipeline.tagging import Tagger, load_taxonomy
-from pipeline.taxonomy import Taxonomy
+from pipeline.tagging.evaluate import DEFAULT_REAL_TEXTS, LabelledArticle, load_eval_set, load_real_set
+from pipeline.tagging.salience import FEATURES
+from pipeline.tagging.tagger import Tagger, load_taxonomy
+from pipeline.tagging.taxonomy import Taxonomy
 
 
 def without_calibration(taxonomy: Taxonomy, topic: str) -> Taxonomy:
@@ -79,7 +79,7 @@ def best_threshold(scores: np.ndarray, y: np.ndarray, missed: int) -> tuple[floa
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.calibrate", description=__doc__.split("\n\n")[0]
+        prog="python -m pipeline.tagging.calibrate", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--topic", default="nk-russia")
     parser.add_argument("--texts", type=Path, default=DEFAULT_REAL_TEXTS)

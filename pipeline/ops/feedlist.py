@@ -18,7 +18,7 @@ from connectors.http import FeedSource
 from connectors.opml import write_opml
 from connectors.state import FeedState, load_feed_states
 from pipeline.config import RunConfig
-from pipeline.lake import Lake
+from pipeline.lake.store import Lake
 
 COLUMNS = ("NAME", "URL", "TAGS", "STATUS", "LAST OK (UTC)", "FAILS", "NEXT POLL (UTC)")
 MAX_WIDTH = {"NAME": 32, "URL": 64, "TAGS": 32, "STATUS": 28}

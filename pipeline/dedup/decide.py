@@ -45,7 +45,7 @@ from functools import partial
 
 import numpy as np
 
-from pipeline.near_dup import (
+from pipeline.dedup.near import (
     NearDupSettings,
     agreement_similarity,
     band_keys,

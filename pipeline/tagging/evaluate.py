@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.tagging import Tagger
+from pipeline.tagging.tagger import Tagger
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVAL_SET = _ROOT / "tests" / "eval" / "tagging"
 REAL_LABELS = _ROOT / "tests" / "eval" / "real" / "labels.jsonl"
 DEFAULT_REAL_TEXTS = _ROOT.parent / "shared" / "realnews"

@@ -7,7 +7,7 @@ head (~4.8 MB of the file), and every chart is a plotly figure drawn from JSON t
 plotly escapes for a `<script>` element. Every text from the lake (titles, sources,
 reasons, details, labels) is HTML-escaped, in the tables and in the charts alike
 (plotly draws `&lt;` as `<` and would otherwise read `<b>`, `<a href>` as markup).
-The data come from `pipeline.report_data.collect`; this module only draws.
+The data come from `pipeline.ops.report_data.collect`; this module only draws.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pipeline.report_data import TOP_TOPICS, ReportData, collect
-from pipeline.taxonomy import Taxonomy
+from pipeline.ops.report_data import TOP_TOPICS, ReportData, collect
+from pipeline.tagging.taxonomy import Taxonomy
 
 GOOD, BAD, OTHER = "#2e7d32", "#c62828", "#9e9e9e"
 CATCH_ALL = {"other topics", "(no topic)", "other reasons"}  # drawn grey

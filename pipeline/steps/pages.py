@@ -41,8 +41,8 @@ from connectors.errors import RETRYABLE, Problem
 from connectors.feeds import sitemap_kind
 from connectors.fetch import HttpSettings
 from connectors.http import FetchOutcome, per_document
-from pipeline.clean import clean_title, fold_text, html_to_text, normalize_text
-from pipeline.lake import Lake
+from pipeline.lake.store import Lake
+from pipeline.steps.clean import clean_title, fold_text, html_to_text, normalize_text
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Entry, RawFetch, Reject
 

@@ -1,6 +1,6 @@
 """What `newsbeam report` shows, read from ONE committed state of the lake.
 
-Everything comes from `pipeline.maintenance.snapshot_connection` (DuckDB views over the
+Everything comes from `pipeline.ops.maintenance.snapshot_connection` (DuckDB views over the
 files the manifests list) plus `_state/feeds.json` for each feed's current poll state.
 The manifests are read before and after the views are made: when a commit landed in
 between, the views are made again, so every number belongs to the commit the header names.
@@ -15,9 +15,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.lake import Lake
-from pipeline.maintenance import MaintenanceError, snapshot_connection
-from pipeline.taxonomy import Taxonomy
+from pipeline.lake.store import Lake
+from pipeline.ops.maintenance import MaintenanceError, snapshot_connection
+from pipeline.tagging.taxonomy import Taxonomy
 
 TOP_TOPICS = 12  # topics drawn one by one; the rest are summed as "other topics"
 TOP_ENTITIES = 25

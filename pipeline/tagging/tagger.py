@@ -1,4 +1,4 @@
-"""Entity and topic tagging driven by a taxonomy (see pipeline/taxonomy.py).
+"""Entity and topic tagging driven by a taxonomy (see pipeline/tagging/taxonomy.py).
 
 Aliases, cues and ignore phrases are matched with one Aho-Corasick automaton,
 in one pass over the case- and accent-folded article (title included).
@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 import ahocorasick_rs
 import numpy as np
 
-from pipeline.salience import Mention, features
-from pipeline.taxonomy import (
+from pipeline.tagging.salience import Mention, features
+from pipeline.tagging.taxonomy import (
     DEFAULT_TAXONOMY,
     SCOPES,
     Taxonomy,
@@ -588,7 +588,7 @@ class Tagger:
         hits: list[tuple[Any, ...]],
         cues: list[tuple[Any, ...]],
     ) -> TopicMatch | None:
-        """A bilateral rule's match scored by its calibration (pipeline/salience.py): None
+        """A bilateral rule's match scored by its calibration (pipeline/tagging/salience.py): None
         below the threshold; else the score, and the sentences stating the relation as evidence."""
         calibration = compiled.rule.calibration
         assert calibration is not None
@@ -599,7 +599,7 @@ class Tagger:
         return _new(TopicMatch, (match.id, round(score, 3), tuple(relations[:3]) or match.evidence))
 
     def salience(self, title: str, text: str, topic: str, language: str | None = None) -> dict[str, float]:
-        """The salience features (pipeline/salience.py) of bilateral `topic`'s pair in an
+        """The salience features (pipeline/tagging/salience.py) of bilateral `topic`'s pair in an
         article, whether or not its rule fires: what calibrations are fitted on."""
         compiled = next((r for r in self._rules.rules if r.rule.id == topic), None)
         if compiled is None or len(compiled.groups) != 2:

@@ -5,7 +5,7 @@
 
 - `PollFeeds` is keyed by feed URL. Beam state holds the feed's `FeedState`; a
   processing-time timer fires when the feed is due (its own `poll_interval`, later while
-  it backs off, is dead or was sent a Retry-After: `pipeline.stream.due_at`), and a
+  it backs off, is dead or was sent a Retry-After: `pipeline.streaming.windows.due_at`), and a
   per-host gap is kept between polls. Each fetched document is landed in `raw/` (the
   same `Lake.land_raw` as every run) before the poll is emitted, timestamped with its
   fetch time.
@@ -18,7 +18,7 @@
   cleaned, deduplicated, tagged and staged with the functions of the batch graph's steps,
   and committed by `Lake.commit` (the commit `CommitRun` makes) as one run whose id is a
   hash of the pane's raw batches: a retried pane commits once. Its Beam state is the
-  dedup memory (`pipeline.dedup_memory`): seeded from the persistent dedup index and
+  dedup memory (`pipeline.dedup.memory`): seeded from the persistent dedup index and
   learning each committed pane, with band members expiring after `lookback_days`. Feed
   validators are saved only after the commit that covers their poll.
 - `HoldUntilStop` keeps the job open until the stop file appears (SIGTERM/SIGINT) or the
@@ -58,16 +58,16 @@ from connectors.fetch import HttpSettings
 from connectors.http import FeedSource, landed_raws, poll_feeds
 from connectors.state import FeedState, load_feed_states, save_feed_states
 from pipeline.config import ConfigError, RunConfig
-from pipeline.dedup import day_number, decide, indexed_member, member
-from pipeline.dedup_memory import DedupMemory, candidates, prune, remember
-from pipeline.deduplicate import read_index_members, route_article, signature_scheme
-from pipeline.lake import STAGING, Lake, kill_point, stage_partition
-from pipeline.near_dup import NearDupSettings
+from pipeline.dedup.decide import day_number, decide, indexed_member, member
+from pipeline.dedup.memory import DedupMemory, candidates, prune, remember
+from pipeline.dedup.near import NearDupSettings
+from pipeline.lake.store import STAGING, Lake, kill_point, stage_partition
 from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options
-from pipeline.stream import due_at, feed_interval
-from pipeline.tagging import Tagger
-from pipeline.taxonomy import record_version
-from pipeline.transforms import clean_or_reject, parse_raw, tag_article
+from pipeline.steps.deduplicate import read_index_members, route_article, signature_scheme
+from pipeline.steps.transforms import clean_or_reject, parse_raw, tag_article
+from pipeline.streaming.windows import due_at, feed_interval
+from pipeline.tagging.tagger import Tagger
+from pipeline.tagging.taxonomy import record_version
 from schemas.ids import stable_id
 from schemas.records import Article, Duplicate, Entry, IndexEntry, RawFetch, Reject
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline.lake import (
+from pipeline.lake.store import (
     COMMITTED_TABLES,
     FILES,
     MANIFESTS,
@@ -30,7 +30,7 @@ from pipeline.lake import (
     stage_arrow,
     staged_from_json,
 )
-from pipeline.taxonomy import Taxonomy, load_taxonomy
+from pipeline.tagging.taxonomy import Taxonomy, load_taxonomy
 from schemas.arrow import TABLES, Table
 from schemas.ids import stable_id
 

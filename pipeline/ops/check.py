@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import ConfigError, RunConfig, load_config
-from pipeline.tagging import Tagger
-from pipeline.taxonomy import TaxonomyError, load_taxonomy
+from pipeline.tagging.tagger import Tagger
+from pipeline.tagging.taxonomy import TaxonomyError, load_taxonomy
 
 
 def problems(config_path: Path | None, override: Callable[[RunConfig], RunConfig] = lambda c: c) -> list[str]:
