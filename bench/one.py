@@ -15,7 +15,7 @@ from connectors.fetch import HttpSettings
 from connectors.seeds import parse_seed, read_seed_dir
 from pipeline.config import RunConfig
 from pipeline.dedup.decide import member
-from pipeline.lake.store import stage_partition
+from pipeline.lake.files import stage_partition
 from pipeline.run import run_cycle
 from pipeline.steps.clean import clean_entry
 from pipeline.steps.deduplicate import index_entry, signature_scheme

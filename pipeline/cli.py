@@ -8,13 +8,13 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline.commands import COMMANDS, EXIT_BUSY, EXIT_FAILED, STANDALONE, config_from
 from pipeline.config import ConfigError
-from pipeline.lake.store import LakeBusy
+from pipeline.lake.store import LakeBusy, LakeError
 from pipeline.observe.logs import LEVELS
 from pipeline.observe.logs import setup as setup_logs
 from pipeline.ops.maintenance import MaintenanceError
@@ -23,6 +23,19 @@ from pipeline.tagging.tagger import TaxonomyError
 
 # The commands that hand every flag they do not know to Beam's PipelineOptions.
 BEAM_COMMANDS = ("run", "replay", "stream")
+
+
+def _as_of(value: str) -> int | datetime:
+    """A commit's sequence number, or a time (naive times are UTC)."""
+    if value.isdigit():
+        return int(value)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a commit number nor an ISO 8601 time"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _day(value: str) -> date:
@@ -142,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sql = command("sql", "query one committed state with DuckDB (views: articles, rejects, duplicates, …)")
     sql.add_argument("query", help='e.g. "SELECT published_date, count(*) FROM articles GROUP BY 1"')
+    sql.add_argument(
+        "--as-of",
+        type=_as_of,
+        help="the lake as of a commit (its SEQ in `newsbeam status`) or a time (ISO 8601, UTC if no zone)",
+    )
+    command("migrate", "convert a lake written before Delta tables to Delta tables, in place")
+    command("verify", "check every file the current version of every table references; name the bad ones")
     report = command("report", "one static HTML page: topics, feed health, entities, duplicates and rejects")
     report.add_argument(
         "--html", type=Path, default=Path("newsbeam-report.html"), help="the HTML file to write"
@@ -267,7 +287,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_args: 
     except LakeBusy as exc:
         print(f"newsbeam: {exc}", file=sys.stderr)
         return EXIT_BUSY
-    except MaintenanceError as exc:
+    except (MaintenanceError, LakeError) as exc:
         print(f"newsbeam: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

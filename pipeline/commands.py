@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, RunConfig, load_config
-from pipeline.lake.store import KILL_ENV, Lake
+from pipeline.lake.files import KILL_ENV
+from pipeline.lake.store import Lake
 from pipeline.tagging.tagger import TaxonomyError
 
 EXIT_FAILED = 2  # bad config, an unknown option, a crash (0 and 1 are the run's: pipeline/run.py)
@@ -277,7 +278,8 @@ def sql(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> in
     from pipeline.tagging.tagger import load_taxonomy
 
     try:
-        rel = snapshot_connection(Lake(config.output_dir), load_taxonomy(config.taxonomy)).sql(args.query)
+        lake = Lake(config.output_dir)
+        rel = snapshot_connection(lake, load_taxonomy(config.taxonomy), args.as_of).sql(args.query)
         if rel is not None:
             rel.show(max_width=200, max_rows=200)
     except duckdb.Error as exc:
@@ -292,6 +294,28 @@ def status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
     names = {feed.url: feed.name for feed in config.feeds}
     print(status_report(Lake(config.output_dir), args.last, names))
     return 0
+
+
+def migrate(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.ops.migrate import migrate
+
+    lake = Lake(config.output_dir)
+    with lake.lock(recover=False):
+        result = migrate(lake)
+    files = ", ".join(f"{name} {n}" for name, n in sorted((result.files or {}).items()))
+    print(f"migrated {lake.root}: {result.commits} commits; files: {files}; {result.raw_batches} raw batches")
+    return 0
+
+
+def verify(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.ops.maintenance import require_lake
+    from pipeline.ops.verify import format_verify, verify
+
+    lake = Lake(config.output_dir)
+    require_lake(lake)
+    result = verify(lake)
+    print(format_verify(result))
+    return 1 if result.problems else 0
 
 
 def report(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -320,6 +344,8 @@ COMMANDS: dict[str, Callable[[RunConfig, argparse.Namespace, list[str]], int]] =
     "retag": retag,
     "vacuum": vacuum,
     "sql": sql,
+    "migrate": migrate,
+    "verify": verify,
     "status": status,
     "feeds": feeds,
     "report": report,

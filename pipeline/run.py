@@ -25,7 +25,8 @@ from connectors.seeds import read_seed_dir, unsupported_seeds
 from connectors.state import FeedState, load_feed_states, load_seed_state, save_feed_states, save_seed_state
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
-from pipeline.lake.store import Lake, kill_point
+from pipeline.lake.files import kill_point
+from pipeline.lake.store import Lake
 from pipeline.observe.progress import Progress, Silent
 from pipeline.steps.pages import LandedPages, fetch_new_pages, landed_pages, remember_pages
 from pipeline.tagging.tagger import Tagger, load_taxonomy
@@ -262,8 +263,7 @@ def commit_pending(
         page_urls=report.pages.urls,
     )
     run_graph(plan, options)
-    manifest_path = lake.manifest_path(run_id)
-    if not manifest_path.exists():
+    if not lake.is_committed(run_id):
         raise RuntimeError(f"the pipeline finished without committing run {run_id}")
     report.run_id = run_id
     report.manifest = lake.manifests_by_id()[run_id]

@@ -9,13 +9,23 @@ import duckdb
 import pyarrow.dataset as ds
 
 
+def delta_files(out: Path, folder: str) -> list[str]:
+    """The files of the current version of the Delta table in `out/folder`, read by deltalake."""
+    from deltalake import DeltaTable
+
+    if not (out / folder / "_delta_log").is_dir():
+        return []
+    return sorted(DeltaTable(str(out / folder)).file_uris())
+
+
 def duck_rows(out: Path, table: str, columns: str = "*", order: str = "1") -> list[dict[str, Any]]:
-    folder = out / table
-    if not any(folder.glob("*/*.parquet")):
+    """Rows of the current version of a table (by folder), through deltalake and DuckDB."""
+    files = delta_files(out, table)
+    if not files:
         return []
     con = duckdb.connect()
     rel = con.sql(
-        f"SELECT {columns} FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true) "
+        f"SELECT {columns} FROM read_parquet({files!r}, hive_partitioning = true, union_by_name = true) "
         f"ORDER BY {order}"
     )
     names = rel.columns
@@ -23,7 +33,10 @@ def duck_rows(out: Path, table: str, columns: str = "*", order: str = "1") -> li
 
 
 def arrow_table(out: Path, table: str) -> Any:
-    return ds.dataset(out / table, format="parquet", partitioning="hive").to_table()
+    """The current version of a table (by folder), through deltalake and pyarrow."""
+    return ds.dataset(
+        delta_files(out, table), format="parquet", partitioning="hive", partition_base_dir=str(out / table)
+    ).to_table()
 
 
 def _snapshot_files(out: Path, table: str) -> list[str]:
@@ -65,11 +78,23 @@ def snapshot_arrow(out: Path, table: str) -> Any:
 
 
 def glob_duck_count(out: Path, table: str) -> int:
-    """What a plain reader of the dataset folder sees (no manifest): must never fail."""
+    """What a plain reader of the partition folders sees (no Delta log): must never fail.
+
+    It globs the partition folders only: `_delta_log/` holds checkpoint Parquet files too.
+    """
     from schemas.arrow import TABLES
 
     folder = out / TABLES[table].folder
-    if not any(folder.glob("*/*.parquet")):
+    pattern = f"{TABLES[table].partition_column}=*/*.parquet"
+    if not any(folder.glob(pattern)):
         return 0
-    sql = f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true)"
+    sql = f"SELECT count(*) FROM read_parquet('{folder}/{pattern}', hive_partitioning = true)"
     return int(duckdb.sql(sql).fetchall()[0][0])
+
+
+def delta_count(out: Path, table: str) -> int:
+    """Rows of the current version of a table (by folder), through deltalake and DuckDB."""
+    files = delta_files(out, table)
+    if not files:
+        return 0
+    return int(duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0])

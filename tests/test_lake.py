@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipeline.lake.store import Lake, stage_partition
+from pipeline.lake.files import stage_partition
+from pipeline.lake.store import Lake
 from schemas.records import Reject
 
 T0 = datetime(2024, 6, 19, tzinfo=timezone.utc)
@@ -25,59 +24,161 @@ def rejects(n: int, source: str = "s") -> list[Reject]:
 
 
 def count(out: Path) -> int:
-    files = list((out / "rejects").glob("*/*.parquet"))
+    """Rows of the current version of `rejects`, through deltalake and DuckDB."""
+    from tests.lakeread import delta_files
+
+    files = delta_files(out, "rejects")
     if not files:
         return 0
-    sql = f"SELECT count(*) FROM read_parquet('{out}/rejects/**/*.parquet', hive_partitioning = true)"
-    return int(duckdb.sql(sql).fetchall()[0][0])
+    return int(duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0])
 
 
 def test_staged_files_are_invisible_until_commit(tmp_path: Path) -> None:
+    from deltalake import DeltaTable
+
     staged = stage_partition(str(tmp_path), RUN, "rejects", "2024-06-19", rejects(3))
     assert (tmp_path / staged.staged_path).exists()
-    assert count(tmp_path) == 0, "a reader globbing the dataset must not see staged files"
+    assert not list((tmp_path / "rejects").glob("*/*.parquet")), "staged files stay outside the table"
+    assert count(tmp_path) == 0
     manifest = Lake(tmp_path).commit(RUN, ["batch-1"], [staged])
     assert count(tmp_path) == 3
     assert manifest["files"][0]["rows"] == 3
     assert manifest["stats"]["reasons"]["rejects"] == {"bad_json": 3}
     assert not (tmp_path / "_staging" / RUN).exists()
-    assert Lake(tmp_path).pending_raw_batches() == {}
+    table = DeltaTable(str(tmp_path / "rejects"))
+    assert table.transaction_version("newsbeam") == manifest["seq"] == 1
+    assert table.version() == manifest["versions"]["rejects"]
+    assert Lake(tmp_path).manifests_by_id()[RUN]["raw_batches"] == ["batch-1"]
 
 
-def test_commit_is_idempotent_and_survives_a_crash_between_moves(tmp_path: Path) -> None:
+COMMIT_AND_DIE = """
+import sys
+from datetime import datetime, timezone
+from pipeline.lake.files import stage_partition
+from pipeline.lake.store import Lake
+from schemas.records import Duplicate, Reject
+T0 = datetime(2024, 6, 19, tzinfo=timezone.utc)
+out, kill_at = sys.argv[1], sys.argv[2]
+staged = []
+for day in ("2024-06-18", "2024-06-19"):
+    rows = [Reject(f"{day}-{i}", "parse", "bad_json", "ParseError", False, day, "o", "h", T0, "d")
+            for i in range(2)]
+    staged.append(stage_partition(out, "a" * 32, "rejects", day, rows))
+dup = Duplicate("d1", "https://x.example/1", "s", T0, "a1", "same_url")
+staged.append(stage_partition(out, "a" * 32, "duplicates", "2024-06-19", [dup]))
+lake = Lake(out)
+with lake.lock():
+    lake.commit("a" * 32, ["batch-1"], staged, kill_at=kill_at)
+"""
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "completed"),
+    [
+        ("before_moves", False),
+        ("between_moves", True),
+        ("before_manifest", True),
+        ("between_tables", True),
+        ("after_manifest", True),
+    ],
+)
+def test_a_commit_killed_anywhere_is_all_or_nothing_and_completed_by_the_next_writer(
+    tmp_path: Path, kill_at: str, completed: bool
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.lakeread import delta_files
+
+    out = tmp_path / "out"
+    child = subprocess.run([sys.executable, "-c", COMMIT_AND_DIE, str(out), kill_at], cwd=ROOT, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    lake = Lake(out)
+    with lake.lock():  # the next writer completes (or never sees) the dead one's commit
+        pass
+    assert count(out) == (4 if completed else 0)
+    assert len(delta_files(out, "duplicates")) == (1 if completed else 0)
+    assert lake.is_committed(RUN) is completed
+    assert not list((out / "_staging" / "commits").glob("*.json"))
+    if completed:  # once, and a retry changes nothing
+        record = lake.manifests_by_id()[RUN]
+        with lake.lock():
+            again = lake.commit(RUN, ["batch-1"], [])
+        assert again == record and count(out) == 4 and len(lake.manifests()) == 1
+
+
+def test_a_table_that_already_holds_a_commit_is_not_given_it_twice(tmp_path: Path) -> None:
+    """A commit killed between its tables: the table that has it keeps one copy."""
+    from pipeline.lake import delta
+    from schemas.arrow import TABLES
+
     lake = Lake(tmp_path)
-    staged = [
-        stage_partition(str(tmp_path), RUN, "rejects", day, rejects(2, source=day))
-        for day in ("2024-06-18", "2024-06-19")
-    ]
-    # A crash after the first move and before the manifest:
-    first = staged[0]
-    (tmp_path / first.final_path).parent.mkdir(parents=True)
-    os.replace(tmp_path / first.staged_path, tmp_path / first.final_path)
-    assert not lake.manifest_path(RUN).exists()
-
-    manifest = lake.commit(RUN, [], staged)
-    again = lake.commit(RUN, [], staged)
-    assert manifest == again
-    assert count(tmp_path) == 4
-    assert json.loads(lake.manifest_path(RUN).read_text())["run_id"] == RUN
-
-
-def test_stale_files_of_an_earlier_attempt_are_removed(tmp_path: Path) -> None:
-    lake = Lake(tmp_path)
-    stale = stage_partition(str(tmp_path), RUN, "rejects", "2024-06-17", rejects(5))
-    (tmp_path / stale.final_path).parent.mkdir(parents=True)
-    os.replace(tmp_path / stale.staged_path, tmp_path / stale.final_path)  # attempt 1 died here
-    fresh = stage_partition(str(tmp_path), RUN, "rejects", "2024-06-19", rejects(1))
-    lake.commit(RUN, [], [fresh])
-    assert count(tmp_path) == 1
-    assert not (tmp_path / stale.final_path).exists()
+    staged = stage_partition(str(tmp_path), RUN, "rejects", "2024-06-19", rejects(2))
+    record = lake.commit(RUN, [], [staged])
+    version = lake.table_version("rejects")
+    assert delta.commit_files(tmp_path, TABLES["rejects"], record["seq"], [staged]) is None
+    assert lake.table_version("rejects") == version and count(tmp_path) == 2
 
 
 def test_staging_is_deterministic(tmp_path: Path) -> None:
     a = stage_partition(str(tmp_path / "a"), RUN, "rejects", "2024-06-19", rejects(3))
     b = stage_partition(str(tmp_path / "b"), RUN, "rejects", "2024-06-19", list(reversed(rejects(3))))
     assert (a.final_path, a.sha256) == (b.final_path, b.sha256)
+
+
+# --- no command deletes what it cannot account for ------------------------------------
+
+
+def _committed_lake(tmp_path: Path) -> tuple[Lake, list[Path]]:
+    lake = Lake(tmp_path)
+    lake.commit(RUN, [], [stage_partition(str(tmp_path), RUN, "rejects", "2024-06-19", rejects(2))])
+    return lake, sorted((tmp_path / "rejects").glob("*/*.parquet"))
+
+
+@pytest.mark.parametrize("damage", ["table log deleted", "ledger log deleted", "log entry truncated"])
+def test_writing_refuses_when_a_log_is_missing_or_unreadable_and_deletes_nothing(
+    tmp_path: Path, damage: str
+) -> None:
+    import shutil
+
+    from pipeline.lake.store import LakeError
+
+    lake, files = _committed_lake(tmp_path)
+    if damage == "table log deleted":
+        shutil.rmtree(tmp_path / "rejects" / "_delta_log")
+    elif damage == "ledger log deleted":
+        shutil.rmtree(tmp_path / "_runs" / "_delta_log")
+    else:
+        entry = sorted((tmp_path / "rejects" / "_delta_log").glob("*.json"))[-1]
+        entry.write_text(entry.read_text()[:40])
+    with pytest.raises(LakeError, match="nothing was written"), lake.lock():
+        pass
+    assert sorted((tmp_path / "rejects").glob("*/*.parquet")) == files
+    assert all(f.stat().st_size > 0 for f in files)
+
+
+def test_a_lake_in_the_layout_before_delta_must_be_migrated_first(tmp_path: Path) -> None:
+    from pipeline.lake.store import LakeError
+
+    (tmp_path / "_manifests").mkdir()
+    with pytest.raises(LakeError, match="newsbeam migrate"), Lake(tmp_path).lock():
+        pass
+
+
+def test_a_raw_batch_moved_in_by_a_writer_that_died_before_its_log_entry_is_kept(tmp_path: Path) -> None:
+    from schemas.records import RawFetch
+
+    lake = Lake(tmp_path)
+    raw = RawFetch("r1", "seed", "seed", "seeds/a.md", T0, "ok", body=b"# A")
+    batch = lake.land_raw([raw], T0)
+    assert batch is not None and set(lake.raw_batches()) == {batch}
+    orphan = tmp_path / "raw" / "landed_date=2024-06-19" / "batch-orphan.parquet"
+    orphan.write_bytes(lake.raw_batches()[batch].read_bytes())
+    with lake.lock():
+        pass
+    assert set(lake.raw_batches()) == {batch, "orphan"}
 
 
 # --- one writer ------------------------------------------------------------------
@@ -152,7 +253,7 @@ def _ids(out: Path) -> list[str]:
 def test_replace_partitions_swaps_whole_partitions_and_keeps_old_snapshots_readable(
     tmp_path: Path,
 ) -> None:
-    from pipeline.lake.store import stage_arrow
+    from pipeline.lake.files import stage_arrow
     from schemas.arrow import TABLES, records_to_table
 
     lake = Lake(tmp_path)
@@ -168,49 +269,50 @@ def test_replace_partitions_swaps_whole_partitions_and_keeps_old_snapshots_reada
         again = lake.replace_partitions("retag", {("rejects", "2024-06-19"): [staged]})
     assert manifest is not None and manifest == again
     assert {f["path"] for f in manifest["removed"]} == {
-        p.relative_to(tmp_path / "_files").as_posix() for p in old_snapshot if "2024-06-19" in str(p)
+        p.relative_to(tmp_path).as_posix() for p in old_snapshot if "2024-06-19" in str(p)
     }
     assert _ids(tmp_path) == ["1111-2024-06-18-0", "1111-2024-06-18-1", "new-0"]
-    assert count(tmp_path) == 3, "a plain reader of the folders sees the swapped state"
+    assert count(tmp_path) == 3, "deltalake's current version is the swapped state"
     assert [p.name for p in lake.committed_files("rejects")] == sorted(
         [staged.final_path.rsplit("/", 1)[1], old_snapshot[0].name]
     )
-    # A reader that listed the files before the swap can still read them all.
+    # A reader that listed the files before the swap can still read them all, and the
+    # version before the swap is still there to read (time travel).
     assert duckdb.sql(
         f"SELECT count(*) FROM read_parquet({[str(p) for p in old_snapshot]!r})"
     ).fetchall() == [(7,)]
+    assert lake.snapshot_files("rejects", manifest["versions"]["rejects"] - 1) == old_snapshot
 
 
-def test_a_swap_killed_before_its_manifest_is_rolled_back_and_after_it_rolled_forward(
-    tmp_path: Path,
-) -> None:
-    from pipeline.lake.store import stage_arrow
-    from schemas.arrow import TABLES, records_to_table
+def test_a_swap_killed_after_its_staged_list_is_completed_by_the_next_writer(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
 
     lake = Lake(tmp_path)
     _commit_run(lake, "1" * 32, {"2024-06-19": 2})
     _commit_run(lake, "2" * 32, {"2024-06-19": 3})
-    before = _ids(tmp_path)
-    rows = records_to_table(rejects_named(1, "new"), TABLES["rejects"], run_id="3" * 32)
-    staged = stage_arrow(tmp_path, "op", "rejects", "2024-06-19", rows)
-    # Killed after moving the new file in, before the manifest: what a crash leaves.
-    lake._move_in([staged], None)
-    assert count(tmp_path) == 6 and _ids(tmp_path) == before
+    swap = """
+import sys
+from pipeline.lake.files import stage_arrow
+from pipeline.lake.store import Lake
+from schemas.arrow import TABLES, records_to_table
+from tests.test_lake import rejects_named
+lake = Lake(sys.argv[1])
+rows = records_to_table(rejects_named(1, "new"), TABLES["rejects"], run_id="3" * 32)
+staged = stage_arrow(lake.root, "op", "rejects", "2024-06-19", rows)
+with lake.lock():
+    lake.replace_partitions("retag", {("rejects", "2024-06-19"): [staged]}, kill_at="before_manifest")
+"""
+    child = subprocess.run([sys.executable, "-c", swap, str(tmp_path)], cwd=ROOT, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    assert count(tmp_path) == 5, "until the swap completes, readers see the state before it"
     with lake.lock():
         pass
-    assert count(tmp_path) == 5 and _ids(tmp_path) == before
-
-    # Killed after the manifest, before the replaced files were unlinked.
-    staged = stage_arrow(tmp_path, "op", "rejects", "2024-06-19", rows)
-    old = lake.committed_files("rejects")
-    with lake.lock():
-        lake.replace_partitions("retag", {("rejects", "2024-06-19"): [staged]})
-    for path in old:  # put the old dataset names back, as if never unlinked
-        os.link(tmp_path / "_files" / path.relative_to(tmp_path), path)
-    assert _ids(tmp_path) == ["new-0"]
-    with lake.lock():
-        pass
-    assert count(tmp_path) == 1
+    assert _ids(tmp_path) == ["new-0"] and count(tmp_path) == 1
+    assert [m["kind"] for m in lake.manifests()] == ["run", "run", "retag"]
 
 
 # --- schema versions ---------------------------------------------------------------
@@ -221,7 +323,7 @@ def test_a_lake_spanning_two_schema_versions_reads_whole_in_duckdb_and_pyarrow(t
     the older rows null in it, and partition values come back exactly."""
     import pyarrow as pa
 
-    from pipeline.lake.store import stage_arrow
+    from pipeline.lake.files import stage_arrow
     from schemas.arrow import TABLES, records_to_table
     from tests.factories import make_article
     from tests.lakeread import snapshot_arrow, snapshot_duck_rows

@@ -147,7 +147,8 @@ def test_order_and_repetition_change_nothing(spec: list[tuple[int, float, int]],
 
 
 def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
-    from pipeline.lake.store import Lake, stage_partition
+    from pipeline.lake.files import stage_partition
+    from pipeline.lake.store import Lake
     from schemas.records import IndexEntry
 
     base, other = words(), words()
@@ -194,7 +195,8 @@ def test_beam_step_finds_near_copies_against_the_index_too(tmp_path) -> None:
 
 
 def test_out_of_window_index_answers_exact_keys_but_not_bands(tmp_path) -> None:
-    from pipeline.lake.store import Lake, stage_partition
+    from pipeline.lake.files import stage_partition
+    from pipeline.lake.store import Lake
     from schemas.records import IndexEntry
 
     base = words()

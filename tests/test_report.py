@@ -20,7 +20,8 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from connectors.http import FeedSource
-from pipeline.lake.store import Lake, stage_arrow
+from pipeline.lake.files import stage_arrow
+from pipeline.lake.store import Lake
 from pipeline.ops.maintenance import MaintenanceError, snapshot_connection
 from pipeline.ops.report import write_report
 from pipeline.run import run_cycle

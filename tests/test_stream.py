@@ -20,7 +20,8 @@ import pytest
 from connectors.http import FeedSource
 from connectors.state import FeedState
 from pipeline.config import ConfigError, RunConfig, StreamSettings, parse_config
-from pipeline.lake.store import KILL_ENV, Lake
+from pipeline.lake.files import KILL_ENV
+from pipeline.lake.store import Lake
 from pipeline.run import run_cycle
 from pipeline.streaming.windows import WindowReport, due_at, due_feeds, run_stream, stream_options
 from tests.conftest import ROOT, make_config
@@ -108,7 +109,7 @@ def first_readable(growing: GrowingFeeds, out: Path) -> Iterator[dict[str, float
 
     def read_snapshots() -> None:
         while not done.is_set():
-            for row in snapshot_duck_rows(out, "articles", "title") if (out / "_manifests").exists() else []:
+            for row in snapshot_duck_rows(out, "articles", "title") if (out / "_runs").exists() else []:
                 seen.setdefault(row["title"], time.time())
             done.wait(0.05)
 
@@ -270,7 +271,7 @@ def test_a_signal_commits_the_open_window_and_exits_0(
     try:
         # The window is open for two minutes: the signal, not its end, must close it.
         _wait_for(lambda: any((out / "raw").glob("*/*.parquet")), timeout=60)
-        assert not (out / "_manifests").exists() or not any((out / "_manifests").iterdir())
+        assert not Lake(out).manifests(), "nothing committed before the signal"
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -298,7 +299,7 @@ def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
     proc = _stream_process(config, *mode, env={KILL_ENV: "landed"})
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    assert list((out / "raw").glob("*/*.parquet")) and not list((out / "_manifests").glob("*.json"))
+    assert list((out / "raw").glob("*/*.parquet")) and not Lake(out).manifests()
     assert not (out / "_state" / "feeds.json").exists(), "no validators before a commit"
 
     # The feed no longer carries those items: only the landed batch has them.
@@ -319,4 +320,4 @@ def test_cli_window_seconds_must_be_positive(tmp_path: Path, seeds_dir: Path, ca
     config = _stream_config(tmp_path, seeds_dir, {}, window=1, poll=1)
     assert main(["stream", "--config", str(config), "--window-seconds", "0"]) == 2
     assert "`--window-seconds` must be positive" in capsys.readouterr().err
-    assert not (tmp_path / "data" / "_manifests").exists()
+    assert not (tmp_path / "data" / "_runs").exists()

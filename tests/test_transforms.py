@@ -15,7 +15,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dedup.near import NearDupSettings
-from pipeline.lake.store import Lake, stage_partition
+from pipeline.lake.files import stage_partition
+from pipeline.lake.store import Lake
 from pipeline.steps.clean import clean_entry
 from pipeline.steps.deduplicate import DeduplicateArticles
 from pipeline.steps.transforms import CleanArticles, ParseEntries, TagTopics, _TagDoFn

@@ -1,59 +1,46 @@
-"""The output lake: raw landing, staged writes, the run commit and partition swaps.
+"""The output lake: every file under the output directory, and the only code that writes one.
 
 Layout under the output dir:
 
-    raw/landed_date=YYYY-MM-DD/batch-<id>.parquet   fetched documents, landed before processing
-    articles/published_date=YYYY-MM-DD/part-*.parquet
-    rejects/fetched_date=YYYY-MM-DD/part-*.parquet
-    duplicates/fetched_date=YYYY-MM-DD/part-*.parquet
-    _index/dedup/published_date=YYYY-MM-DD/part-*.parquet
-    _manifests/<run_id>.json, _manifests/<kind>-<op_id>.json   written last: the commit point
-    _files/<table folder>/<partition>/part-*.parquet  a second name (hard link) of every committed
-                                                    file, kept after a swap until `vacuum`
-    _state/                                         feed validators, seed fingerprints
-    _staging/                                       work in progress, never read by consumers
+    articles/  published_date=YYYY-MM-DD/part-*.parquet + _delta_log/   Delta tables
+    rejects/   fetched_date=YYYY-MM-DD/...
+    duplicates/ fetched_date=YYYY-MM-DD/...
+    raw/       landed_date=YYYY-MM-DD/batch-<id>.parquet: fetched documents, landed first
+    _index/dedup/ published_date=YYYY-MM-DD/...: the dedup index
+    _runs/     the ledger: one row per commit (run or swap), in commit order
+    _state/    feed validators, seed fingerprints, fetched pages, taxonomy versions
+    _staging/  work in progress, never read by consumers; `commits/` holds the
+               staged list of every commit in flight
 
-The commit protocol (one writer at a time, under `.lock`):
+The commit (one writer at a time, under `.lock`):
 
-1. Every file is written under `_staging/` (same filesystem, outside every
-   dataset folder) with a deterministic name, fsynced, and checksummed.
-2. Each file gets its `_files/` name (a hard link) and is then renamed into its
-   dataset folder; directories are fsynced.
-3. The manifest (files, row counts, checksums, files removed) is written last,
-   atomically: the commit point. Manifests carry a sequence number; the
-   committed state is the replay of every manifest in that order.
-4. For a swap, the dataset names of the files it replaces are unlinked after
-   the manifest; their `_files/` names stay until `vacuum`, so a reader of an
-   older snapshot keeps working.
+1. Workers write every file under `_staging/<token>/` (deterministic names, fsynced).
+2. The commit gets the next sequence number and writes its staged list
+   (`_staging/commits/<seq>-<token>.json`: every file, every partition it replaces,
+   its ledger record) atomically: from here on it will happen.
+3. Each file is renamed into its table folder; then each table gets one Delta
+   transaction adding its files (and removing the replaced partitions' files),
+   carrying the lake's application transaction at version `seq`.
+4. The ledger row is committed last (also at `seq`), and the staged list removed.
 
-Taking the lock first recovers: any file inside a dataset folder that the
-manifests do not list as live (moved in by a commit that died before its
-manifest, or replaced by a swap that died before unlinking it) is removed.
-What readers see:
+A crash anywhere after step 2 is completed by the next writer that takes the lock
+(roll forward): moves already made are skipped, a table whose application
+transaction is already at `seq` is skipped, so every table gets the commit exactly
+once. Before step 2 nothing is visible and the run's raw batches stay pending.
 
-- The snapshot view (`Lake.snapshot_files`, `newsbeam sql`) reads the `_files/`
-  names of the live files: exactly one committed state, at every instant,
-  even during a swap, and even after a crash.
-- A plain `read_parquet('articles/**/*.parquet')` never sees a partial file or
-  a staged file. Between a commit's first rename and its manifest it may see
-  part of that commit; after a crash in that window it sees those files until
-  the next writer takes the lock; during a swap it may for a moment see both
-  the old and the new files of a partition.
+No command deletes data it cannot account for: a table folder without a readable
+Delta log, or a lake in the layout before Delta (`_manifests/`), makes every writing
+command stop with LakeError.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import shutil
-import signal
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -61,194 +48,59 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.state import fsync_dir, write_json_atomic
-from schemas.arrow import TABLES, Table, records_to_table
+from pipeline.lake import delta
+from pipeline.lake.files import (
+    STAGING,
+    StagedFile,
+    kill_point,
+    make_dirs,
+    merge_stats,
+    new_dirs,
+    row_counts,
+    write_parquet_durable,
+)
+from schemas.arrow import TABLES, records_to_table
 from schemas.ids import stable_id
 from schemas.records import RawFetch
 
-MANIFESTS = "_manifests"
-STAGING = "_staging"
 STATE = "_state"
-FILES = "_files"
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "coerce_timestamps": "us"}
-# Tables whose files are listed by manifests (raw batches are tracked by id instead).
+RUNS = "_runs"
+COMMITS = f"{STAGING}/commits"
+LEGACY_MANIFESTS = "_manifests"  # the layout before Delta tables: `newsbeam migrate` converts it
+# Tables whose files only commits add (raw batches are landed, and tracked by id).
 COMMITTED_TABLES = ("articles", "rejects", "duplicates", "dedup_index")
-
-KILL_ENV = "NEWSBEAM_KILL_AT"
-
-
-def kill_point(kill_at: str | None, name: str) -> None:
-    """Crash-test hook: die here, as abruptly as a power cut, when `kill_at` names this point.
-
-    `kill_at` is read once from the environment by the driver and passed down.
-    """
-    if kill_at == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+DATASETS = (*COMMITTED_TABLES, "raw")
+LEDGER_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("record", pa.string(), nullable=False),  # the commit's record, JSON
+    ]
+)
 
 
 class LakeBusy(RuntimeError):
     """Another run holds the output's lock."""
 
 
-@dataclass(frozen=True)
-class StagedFile:
-    """One Parquet file written to staging, waiting for the commit."""
-
-    table: str
-    partition: str
-    staged_path: str  # relative to the output dir
-    final_path: str
-    rows: int
-    sha256: str
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def entry(self) -> dict[str, Any]:
-        """How a manifest lists the file."""
-        return {
-            "table": self.table,
-            "partition": self.partition,
-            "path": self.final_path,
-            "rows": self.rows,
-            "sha256": self.sha256,
-        }
-
-
-def _mkdirs(path: Path) -> list[Path]:
-    """mkdir -p; returns the directories it created, outermost first."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    path.mkdir(parents=True, exist_ok=True)
-    return missing[::-1]
-
-
-def make_dirs(path: Path) -> None:
-    """mkdir -p, with the parent of every created directory fsynced so the entry survives."""
-    for created in _mkdirs(path):
-        fsync_dir(created.parent)
-
-
-def write_parquet_durable(table: pa.Table, path: Path, kill_at: str | None = None, **options: Any) -> str:
-    """Write, fsync and rename into place; returns the file's SHA-256."""
-    make_dirs(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, **{**PARQUET_OPTIONS, **options})
-    kill_point(kill_at, "staging_write")
-    digest = hashlib.sha256()
-    with open(tmp, "rb+") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-    return digest.hexdigest()
-
-
-def file_stats(table: Table, records: list[Any]) -> dict[str, Any]:
-    """Counts the run summary needs, computed where the rows are written."""
-    # Fetch and read failures are not items, and an `article` reject is an article that kept
-    # its teaser: they are counted apart from rejected items.
-    items = [r for r in records if getattr(r, "stage", "item") not in ("fetch", "read", "article")]
-    stats: dict[str, Any] = {}
-    if table.name in ("articles", "rejects", "duplicates"):
-        stats["by_source"] = dict(Counter(r.source for r in items))
-    if table.name == "articles":
-        stats["topics"] = dict(Counter(t.id for r in records for t in r.topics))
-    elif table.name in ("rejects", "duplicates"):
-        stats["reasons"] = dict(Counter(r.reason for r in records))
-    return stats
-
-
-def part_name(token: str, table_name: str, partition: str, shard: int = 0) -> str:
-    """Deterministic file name: the run (or swap) that wrote it, its partition and shard."""
-    suffix = f"-{shard:03d}" if shard else ""
-    return f"part-{token[:16]}-{stable_id(table_name, partition, length=12)}{suffix}.parquet"
-
-
-def stage_arrow(
-    output_dir: str | Path,
-    token: str,
-    table_name: str,
-    partition: str,
-    arrow: pa.Table,
-    shard: int = 0,
-    stats: dict[str, Any] | None = None,
-    kill_at: str | None = None,
-) -> StagedFile:
-    """Write one partition's rows to `_staging/<token>/` under a deterministic name."""
-    table = TABLES[table_name]
-    part_dir = f"{table.partition_column}={partition}"
-    name = part_name(token, table_name, partition, shard)
-    staged = Path(STAGING) / token / table_name / part_dir / name
-    digest = write_parquet_durable(arrow, Path(output_dir) / staged, kill_at)
-    return StagedFile(
-        table=table_name,
-        partition=partition,
-        staged_path=staged.as_posix(),
-        final_path=f"{table.folder}/{part_dir}/{name}",
-        rows=arrow.num_rows,
-        sha256=digest,
-        stats=stats or {},
-    )
-
-
-def stage_partition(
-    output_dir: str,
-    run_id: str,
-    table_name: str,
-    partition: str,
-    records: list[Any],
-    kill_at: str | None = None,
-) -> StagedFile:
-    """Write one partition's records to staging under a deterministic name."""
-    table = TABLES[table_name]
-    records = sorted(records, key=lambda r: getattr(r, table.sort_key))
-    arrow = records_to_table(records, table, run_id=run_id)
-    return stage_arrow(
-        output_dir, run_id, table_name, partition, arrow, stats=file_stats(table, records), kill_at=kill_at
-    )
-
-
-def _merge_stats(files: list[StagedFile]) -> dict[str, Any]:
-    totals: dict[str, Any] = {"rows": Counter(), "by_source": {}, "topics": Counter(), "reasons": {}}
-    for f in files:
-        totals["rows"][f.table] += f.rows
-        for source, n in f.stats.get("by_source", {}).items():
-            totals["by_source"].setdefault(source, Counter())[f.table] += n
-        totals["topics"].update(f.stats.get("topics", {}))
-        if "reasons" in f.stats:
-            totals["reasons"].setdefault(f.table, Counter()).update(f.stats["reasons"])
-    return totals
-
-
-def _row_counts(files: list[StagedFile]) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for f in files:
-        counts[f.table] += f.rows
-    return dict(counts)
-
-
-def staged_to_json(files: list[StagedFile]) -> list[dict[str, Any]]:
-    return [asdict(f) for f in files]
-
-
-def staged_from_json(items: list[dict[str, Any]]) -> list[StagedFile]:
-    return [StagedFile(**item) for item in items]
+class LakeError(RuntimeError):
+    """The lake is not in a state newsbeam may write to; nothing was changed."""
 
 
 class Lake:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self._manifest_cache: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._ledger_cache: dict[str, list[dict[str, Any]]] = {}
 
-    # --- locking -----------------------------------------------------------
+    # --- locking and recovery ----------------------------------------------------
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, recover: bool = True) -> Iterator[None]:
         """One writer at a time; the OS drops the lock if the holder dies (even by SIGKILL).
 
-        Whoever takes the lock first removes what a dead writer left inside the datasets.
+        Whoever takes the lock first completes the commits a dead writer left in flight
+        (`recover=False` only for `migrate`, which converts a lake `recover` refuses).
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+") as fh:
@@ -256,32 +108,51 @@ class Lake:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 raise LakeBusy(f"another newsbeam run is writing to {self.root}") from exc
-            self.recover()
+            if recover:
+                self.recover()
             yield
 
+    def check(self) -> None:
+        """LakeError unless every dataset folder present has a readable Delta log."""
+        if (self.root / LEGACY_MANIFESTS).is_dir():
+            raise LakeError(
+                f"{self.root} is a lake in the layout before Delta tables ({LEGACY_MANIFESTS}/): "
+                "convert it first with `newsbeam migrate`"
+            )
+        folders = [self.root / TABLES[name].folder for name in DATASETS] + [self.root / RUNS]
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            if not delta.is_table(folder):
+                if any(folder.glob("**/*.parquet")):
+                    raise LakeError(
+                        f"{folder} holds data files but no {delta.LOG}/: its transaction log is missing; "
+                        "nothing was written (restore the log from a backup, or move the folder away)"
+                    )
+                continue
+            try:
+                delta.open_table(folder)
+            except delta.LogError as exc:
+                raise LakeError(f"{exc}; nothing was written") from exc
+        data = any(delta.is_table(self.root / TABLES[n].folder) for n in COMMITTED_TABLES)
+        if data and not delta.is_table(self.root / RUNS):
+            raise LakeError(f"{self.root / RUNS} (the commit ledger) is missing; nothing was written")
+
     def recover(self) -> list[str]:
-        """Make the dataset folders hold exactly the live files; returns what was removed.
+        """Complete every commit in flight, oldest first; returns their tokens.
 
         Call only with the lock held.
         """
-        live = self.live_files()
-        removed = []
-        for name in COMMITTED_TABLES:
-            for path in sorted((self.root / TABLES[name].folder).glob("*/*")):
-                rel = path.relative_to(self.root).as_posix()
-                if path.is_file() and rel not in live:
-                    path.unlink()
-                    removed.append(rel)
-        for folder in {(self.root / rel).parent for rel in removed}:
-            fsync_dir(folder)
-        for rel in live:  # lakes written before `_files/` existed get their second names
-            second = self.root / FILES / rel
-            if not second.exists() and (self.root / rel).exists():
-                make_dirs(second.parent)
-                os.link(self.root / rel, second)
-        return removed
+        self.check()
+        done = []
+        for path in sorted((self.root / COMMITS).glob("*.json")):
+            intent = json.loads(path.read_text(encoding="utf-8"))
+            self._apply(intent, None)
+            done.append(str(intent["token"]))
+        self._adopt_landed_raw()
+        return done
 
-    # --- raw landing -------------------------------------------------------
+    # --- raw landing ---------------------------------------------------------------
 
     def land_raw(self, records: list[RawFetch], landed_at: datetime) -> str | None:
         """Persist fetched documents before any processing; returns the batch id."""
@@ -291,112 +162,227 @@ class Lake:
         # From content and fetch times only: landing the same fetches again is the same batch.
         batch_id = stable_id("batch", *(f"{r.raw_id}@{r.fetched_at.isoformat()}" for r in records))
         arrow = records_to_table(records, TABLES["raw"], batch_id=batch_id)
-        path = self.root / "raw" / f"landed_date={landed_at:%Y-%m-%d}" / f"batch-{batch_id}.parquet"
-        tmp_dir = self.root / STAGING / "raw"
-        write_parquet_durable(arrow, tmp_dir / path.name)
-        make_dirs(path.parent)
-        os.replace(tmp_dir / path.name, path)
-        fsync_dir(path.parent)
+        day = f"{landed_at:%Y-%m-%d}"
+        rel = f"raw/landed_date={day}/batch-{batch_id}.parquet"
+        staged = Path(STAGING) / "raw" / f"batch-{batch_id}.parquet"
+        digest = write_parquet_durable(arrow, self.root / staged)
+        f = StagedFile("raw", day, staged.as_posix(), rel, arrow.num_rows, digest)
+        delta.ensure_table(self.root, TABLES["raw"])
+        self._move_in([f], None)
+        delta.commit_files(self.root, TABLES["raw"], None, [f])
         return batch_id
 
+    def _adopt_landed_raw(self) -> None:
+        """A batch renamed into `raw/` by a run that died before its log entry is complete
+        (written and fsynced before the rename): it is committed, not lost."""
+        folder = self.root / "raw"
+        files = sorted(folder.glob("landed_date=*/batch-*.parquet"))
+        if not files:
+            return
+        live = set(self.raw_batches().values())
+        orphans = [
+            StagedFile("raw", p.parent.name.split("=", 1)[1], "", p.relative_to(self.root).as_posix(), 0, "")
+            for p in files
+            if p not in live
+        ]
+        if orphans:
+            delta.commit_files(self.root, TABLES["raw"], None, orphans)
+
     def raw_batches(self) -> dict[str, Path]:
-        return {
-            p.stem.removeprefix("batch-"): p
-            for p in sorted((self.root / "raw").glob("landed_date=*/batch-*.parquet"))
-        }
+        """Landed batch id -> its file, as the raw table's current version lists them."""
+        folder = self.root / "raw"
+        if not delta.is_table(folder):
+            return {}
+        entries = delta.live_adds(delta.open_table(folder))
+        return {Path(e["path"]).stem.removeprefix("batch-"): folder / e["path"] for e in entries}
 
     def pending_raw_batches(self) -> dict[str, Path]:
         """Landed batches that no committed run has processed yet."""
         done = {b for m in self.manifests() for b in m.get("raw_batches", [])}
         return {b: p for b, p in self.raw_batches().items() if b not in done}
 
-    # --- manifests ---------------------------------------------------------
-
-    def manifest_path(self, run_id: str) -> Path:
-        return self.root / MANIFESTS / f"{run_id}.json"
+    # --- the ledger ----------------------------------------------------------------
 
     def manifests(self) -> list[dict[str, Any]]:
-        """Every manifest, in commit order (manifests from before sequence numbers first)."""
-        folder = self.root / MANIFESTS
-        if not folder.is_dir():
+        """Every commit's record (runs and swaps), in commit order."""
+        root = self.root / RUNS
+        if not delta.is_table(root):
             return []
-        found = []
-        for path in folder.glob("*.json"):
-            mtime = path.stat().st_mtime_ns
-            cached = self._manifest_cache.get(path.name)
-            if cached is None or cached[0] != mtime:  # manifests never change once written; parse once
-                cached = (mtime, json.loads(path.read_text(encoding="utf-8")))
-                self._manifest_cache[path.name] = cached
-            m = cached[1]
-            found.append(((m.get("seq", 0), mtime, path.name), m))
-        return [m for _, m in sorted(found, key=lambda item: item[0])]
+        table = delta.open_table(root)
+        records: list[tuple[int, dict[str, Any]]] = []
+        for entry in delta.live_adds(table):
+            cached = self._ledger_cache.get(entry["path"])
+            if cached is None:  # ledger files never change once written: read each once
+                rows = pq.read_table(root / entry["path"], columns=["record"]).column("record").to_pylist()
+                cached = [json.loads(r) for r in rows]
+                self._ledger_cache[entry["path"]] = cached
+            records += [(int(m["seq"]), m) for m in cached]
+        return [m for _, m in sorted(records, key=lambda item: item[0])]
 
     def manifests_by_id(self) -> dict[str, dict[str, Any]]:
         return {m["run_id"]: m for m in self.manifests() if "run_id" in m}
 
+    def is_committed(self, run_id: str) -> bool:
+        return run_id in self.manifests_by_id()
+
     def _next_seq(self) -> int:
-        return max((m.get("seq", 0) for m in self.manifests()), default=0) + 1
+        return max((int(m["seq"]) for m in self.manifests()), default=0) + 1
+
+    def append_ledger(self, seq: int, records: list[dict[str, Any]]) -> None:
+        """Commit ledger rows (one per commit record) at lake commit `seq`, unless already there."""
+        root = self.root / RUNS
+        if delta.is_table(root) and delta.applied_seq(delta.open_table(root)) >= seq:
+            return
+        row = pa.table(
+            {
+                "seq": [int(r["seq"]) for r in records],
+                "kind": [str(r["kind"]) for r in records],
+                "id": [str(r.get("run_id") or r.get("op_id") or "") for r in records],
+                "record": [json.dumps(r, sort_keys=True, default=str) for r in records],
+            },
+            schema=LEDGER_SCHEMA,
+        )
+        name = f"commit-{seq:012d}.parquet"
+        if not delta.is_table(root):
+            delta.create_ledger(root, LEDGER_SCHEMA)
+        write_parquet_durable(row, root / name)
+        delta.commit_ledger_file(root, delta.open_table(root), name, seq)
+
+    def versions_at(self, as_of: int | datetime | None = None) -> tuple[int, dict[str, int]]:
+        """The lake commit `as_of` names (a commit's sequence number, or the last commit at
+        or before a time; the newest by default) and each table's Delta version then."""
+        records = self.manifests()
+        if isinstance(as_of, datetime):
+            records = [m for m in records if datetime.fromisoformat(str(m.get("committed_at"))) <= as_of]
+        elif as_of is not None:
+            if not any(int(m["seq"]) == as_of for m in records):
+                raise LakeError(f"no commit {as_of} in {self.root} (see `newsbeam status`)")
+            records = [m for m in records if int(m["seq"]) <= as_of]
+        if not records:
+            raise LakeError(f"{self.root} has no commit at or before {as_of}")
+        versions: dict[str, int] = {}
+        for m in records:
+            versions.update({t: int(v) for t, v in m.get("versions", {}).items()})
+        return int(records[-1]["seq"]), versions
+
+    # --- reading the committed state ------------------------------------------------
+
+    def table_version(self, table: str) -> int | None:
+        root = self.root / TABLES[table].folder
+        return int(delta.open_table(root).version()) if delta.is_table(root) else None
 
     def live_files(self, table: str | None = None) -> dict[str, dict[str, Any]]:
-        """The committed state: path -> manifest entry, every manifest applied in order."""
+        """The committed state: path (from the lake root) -> table, partition, rows, size."""
         live: dict[str, dict[str, Any]] = {}
-        for m in self.manifests():
-            for f in m.get("removed", []):
-                live.pop(f["path"], None)
-            for f in m.get("files", []):
-                live[f["path"]] = f
-        if table is not None:
-            live = {p: f for p, f in live.items() if f["table"] == table}
+        for name in [table] if table else COMMITTED_TABLES:  # raw only when asked for
+            folder = TABLES[name].folder
+            if not delta.is_table(self.root / folder):
+                continue
+            for e in delta.live_adds(delta.open_table(self.root / folder)):
+                rel = f"{folder}/{e['path']}"
+                live[rel] = {**e, "table": name, "path": rel}
         return live
 
     def committed_files(self, table: str) -> list[Path]:
-        """Dataset paths of the live files of `table` (for the writer, which holds the lock)."""
+        """Paths of the live files of `table`."""
         return [self.root / p for p in sorted(self.live_files(table))]
 
-    def snapshot_files(self, table: str) -> list[Path]:
-        """Paths of one committed state of `table` that stay readable while writers swap files."""
-        files = []
-        for rel in sorted(self.live_files(table)):
-            second = self.root / FILES / rel
-            files.append(second if second.exists() else self.root / rel)
-        return files
+    def snapshot_files(self, table: str, version: int | str | datetime | None = None) -> list[Path]:
+        """Files of one version of `table` (the current one by default): they stay in place
+        while writers commit, until `vacuum` removes what no recent version lists."""
+        root = self.root / TABLES[table].folder
+        if not delta.is_table(root):
+            return []
+        return [root / e["path"] for e in delta.live_adds(delta.open_table(root, version))]
 
     def state_path(self, name: str) -> Path:
         return self.root / STATE / name
 
-    # --- commit ------------------------------------------------------------
+    # --- commit ----------------------------------------------------------------------
 
     def _move_in(self, files: list[StagedFile], kill_at: str | None) -> None:
-        """Give each staged file its `_files/` name, then rename it into its dataset folder.
-
-        Each directory is fsynced once, after all its entries changed.
-        """
+        """Rename each staged file into its table folder; each directory fsynced once."""
         todo = []
         for f in files:
             src, dst = self.root / f.staged_path, self.root / f.final_path
-            if src.exists():
-                todo.append((src, dst, self.root / FILES / f.final_path))
+            if f.staged_path and src.exists():
+                todo.append((src, dst))
             elif not dst.exists():
                 raise FileNotFoundError(f"staged file vanished before commit: {src}")
-            # else: moved by an earlier call of the same commit
+            # else: moved by an earlier attempt of the same commit
         created: list[Path] = []
-        for _, dst, second in todo:
-            created += _mkdirs(dst.parent) + _mkdirs(second.parent)
+        for _, dst in todo:
+            created += new_dirs(dst.parent)
         for parent in sorted({d.parent for d in created}):
             fsync_dir(parent)
-        for src, _, second in todo:
-            link_tmp = second.with_name(f".{second.name}.link")
-            link_tmp.unlink(missing_ok=True)
-            os.link(src, link_tmp)
-            os.replace(link_tmp, second)
-        for folder in sorted({second.parent for _, _, second in todo}):
-            fsync_dir(folder)
-        for n, (src, dst, _) in enumerate(todo):
+        for n, (src, dst) in enumerate(todo):
             if n == 1:
                 kill_point(kill_at, "between_moves")
             os.replace(src, dst)
-        for folder in sorted({dst.parent for _, dst, _ in todo}):
+        for folder in sorted({dst.parent for _, dst in todo}):
             fsync_dir(folder)
+
+    def _begin(
+        self, token: str, record: dict[str, Any], staged: list[StagedFile], replaced: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        """Write the commit's staged list: from here on the commit will complete."""
+        seq = self._next_seq()
+        # When it was committed: what `sql --as-of TIME` selects by (never a row's value).
+        record = {"committed_at": datetime.now(timezone.utc).isoformat(), **record, "seq": seq}
+        intent = {
+            "token": token,
+            "seq": seq,
+            "files": [{**f.entry(), "staged_path": f.staged_path, "size": f.size} for f in staged],
+            "replaced": replaced,
+            "record": record,
+        }
+        if not delta.is_table(self.root / RUNS):  # the ledger exists before any table
+            delta.create_ledger(self.root / RUNS, LEDGER_SCHEMA)
+        make_dirs(self.root / COMMITS)
+        write_json_atomic(self.root / COMMITS / f"{seq:012d}-{token}.json", intent)
+        return intent
+
+    def _apply(self, intent: dict[str, Any], kill_at: str | None) -> dict[str, Any]:
+        seq, token = int(intent["seq"]), str(intent["token"])
+        files = [
+            StagedFile(
+                e["table"],
+                e["partition"],
+                e["staged_path"],
+                e["path"],
+                e["rows"],
+                e["sha256"],
+                size=e["size"],
+            )
+            for e in intent["files"]
+        ]
+        for name in sorted({f.table for f in files}):  # a table folder never holds files without a log
+            delta.ensure_table(self.root, TABLES[name])
+        self._move_in(files, kill_at)
+        kill_point(kill_at, "before_manifest")
+        metadata = {"newsbeam.kind": str(intent["record"]["kind"]), "newsbeam.id": token}
+        replaced: dict[str, list[str]] = intent.get("replaced", {})
+        record = dict(intent["record"])
+        record["versions"] = {}
+        for name in sorted({f.table for f in files} | set(replaced)):
+            table_files = [f for f in files if f.table == name]
+            delta.commit_files(self.root, TABLES[name], seq, table_files, replaced.get(name, ()), metadata)
+            # The version holding this commit (a rolled-forward one was the last to write it).
+            record["versions"][name] = self.table_version(name)
+            kill_point(kill_at, "between_tables")
+        self.append_ledger(seq, [record])
+        kill_point(kill_at, "after_manifest")
+        (self.root / COMMITS / f"{seq:012d}-{token}.json").unlink(missing_ok=True)
+        for f in files:
+            self._remove_staging(f.staged_path)
+        return record
+
+    def _remove_staging(self, staged_path: str) -> None:
+        parts = Path(staged_path).parts
+        if len(parts) > 1 and parts[0] == STAGING:
+            import shutil
+
+            shutil.rmtree(self.root / STAGING / parts[1], ignore_errors=True)
 
     def commit(
         self,
@@ -406,39 +392,24 @@ class Lake:
         info: Mapping[str, Any] | None = None,
         kill_at: str | None = None,
     ) -> dict[str, Any]:
-        """Move a run's staged files in, then write its manifest. Idempotent by run id:
-        called again (a retried bundle, a rerun after a crash) it neither duplicates nor drops."""
-        manifest_path = self.manifest_path(run_id)
-        if manifest_path.exists():
-            shutil.rmtree(self.root / STAGING / run_id, ignore_errors=True)
-            return dict(json.loads(manifest_path.read_text(encoding="utf-8")))
+        """Commit a run's staged files to every table, then its ledger row. Idempotent by
+        run id: called again (a retried bundle, a rerun after a crash) it neither
+        duplicates nor drops."""
+        existing = self.manifests_by_id().get(run_id)
+        if existing is not None:
+            return existing
         staged = sorted(staged, key=lambda f: f.final_path)
         kill_point(kill_at, "before_moves")
-        self._move_in(staged, kill_at)
-        self._remove_stale_parts(run_id, {f.final_path for f in staged})
-        kill_point(kill_at, "before_manifest")
-        manifest = {
+        record = {
             "kind": "run",
             "run_id": run_id,
-            "seq": self._next_seq(),
             "raw_batches": sorted(raw_batches),
             "files": [f.entry() for f in staged],
             "removed": [],
-            "stats": _merge_stats(staged),
+            "stats": merge_stats(staged),
             **(info or {}),
         }
-        write_json_atomic(manifest_path, manifest)
-        kill_point(kill_at, "after_manifest")
-        shutil.rmtree(self.root / STAGING / run_id, ignore_errors=True)
-        return manifest
-
-    def _remove_stale_parts(self, run_id: str, keep: set[str]) -> None:
-        """Files of an earlier, uncommitted attempt of this run must not stay visible."""
-        prefix = f"part-{run_id[:16]}-"
-        for name in COMMITTED_TABLES:
-            for path in (self.root / TABLES[name].folder).glob(f"*/{prefix}*.parquet"):
-                if path.relative_to(self.root).as_posix() not in keep:
-                    path.unlink()
+        return self._apply(self._begin(run_id, record, staged, {}), kill_at)
 
     def replace_partitions(
         self,
@@ -447,64 +418,50 @@ class Lake:
         info: Mapping[str, Any] | None = None,
         kill_at: str | None = None,
     ) -> dict[str, Any] | None:
-        """Atomically swap whole partitions: the contract compaction, replay and re-tagging use.
+        """Atomically swap whole partitions: the contract compaction, replay, re-tagging and
+        migration use.
 
         `replacements` maps (table, partition) to the staged files that become that
-        partition's entire content (an empty list empties it). Every file the
-        partition holds now is removed; the caller stages complete content,
-        including any rows it means to keep. The swap commits with one manifest
-        (`kind`, files added, files removed, seq, `info`), written after the new
-        files are in place; the replaced files' dataset names are unlinked after
-        it, their `_files/` names stay for readers of older snapshots until
-        `vacuum`. The operation's id derives from what it removes and adds, so
-        calling it again with the same arguments is a no-op returning the same
-        manifest. Returns None when nothing would change. Call with the lock held.
+        partition's entire content (an empty list empties it). Each table gets one Delta
+        transaction removing every file its partitions hold now and adding the new ones;
+        the caller stages complete content, including any rows it means to keep. The
+        removed files stay in place for readers of older versions until `vacuum`. The
+        operation's id derives from what it removes and adds, so calling it again with the
+        same arguments is a no-op returning the same record. Returns None when nothing
+        would change. Call with the lock held.
         """
-        live = self.live_files()
+        live: dict[str, dict[str, Any]] = {}
+        for name in sorted({table for table, _ in replacements}):
+            live.update(self.live_files(name))
         removed: list[dict[str, Any]] = []
         added: list[StagedFile] = []
+        replaced: dict[str, list[str]] = {}
         for (table, partition), files in sorted(replacements.items()):
             for f in files:
                 if (f.table, f.partition) != (table, partition):
                     raise ValueError(f"{f.staged_path} is not in {table} partition {partition}")
             removed += [e for e in live.values() if (e["table"], e["partition"]) == (table, partition)]
             added += files
+            replaced.setdefault(table, []).append(partition)
         removed.sort(key=lambda e: e["path"])
         added.sort(key=lambda f: f.final_path)
-        if added and [(e["path"], e["sha256"]) for e in removed] == [(f.final_path, f.sha256) for f in added]:
+        if added and [e["path"] for e in removed] == [f.final_path for f in added]:
             # Already applied (a retry after a lost acknowledgement): the partitions hold exactly these.
             paths = {f.final_path for f in added}
             return next(m for m in reversed(self.manifests()) if paths <= {f["path"] for f in m["files"]})
-        overlap = {e["path"] for e in removed} & {f.final_path for f in added}
-        if overlap:
-            raise ValueError(f"a swap cannot add a file it removes: {sorted(overlap)[0]}")
         if not removed and not added:
             return None
         op_id = stable_id(kind, *(e["path"] for e in removed), *(f.sha256 for f in added))
-        path = self.root / MANIFESTS / f"{kind}-{op_id}.json"
-        if path.exists():
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+        for m in self.manifests():
+            if m.get("op_id") == op_id:
+                return m
         kill_point(kill_at, "before_moves")
-        self._move_in(added, kill_at)
-        kill_point(kill_at, "before_manifest")
-        manifest = {
+        record = {
             "kind": kind,
             "op_id": op_id,
-            "seq": self._next_seq(),
             "files": [f.entry() for f in added],
-            "removed": removed,
-            "stats": {"rows": _row_counts(added)},
+            "removed": [{k: e[k] for k in ("table", "partition", "path", "rows")} for e in removed],
+            "stats": {"rows": row_counts(added)},
             **(info or {}),
         }
-        write_json_atomic(path, manifest)
-        kill_point(kill_at, "after_manifest")
-        folders = set()
-        for e in removed:
-            (self.root / e["path"]).unlink(missing_ok=True)
-            folders.add((self.root / e["path"]).parent)
-        for folder in folders:
-            if folder.exists():
-                fsync_dir(folder)
-        for token in {Path(f.staged_path).parts[1] for f in added}:
-            shutil.rmtree(self.root / STAGING / token, ignore_errors=True)
-        return manifest
+        return self._apply(self._begin(op_id, record, added, replaced), kill_at)

@@ -8,6 +8,7 @@ Every operation that writes takes the lake's lock and swaps partitions with
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,16 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline.lake.store import (
-    COMMITTED_TABLES,
-    FILES,
-    MANIFESTS,
-    STAGING,
-    Lake,
-    StagedFile,
-    stage_arrow,
-    staged_from_json,
-)
+from pipeline.lake import delta
+from pipeline.lake.files import STAGING, StagedFile, stage_rows, staged_from_json
+from pipeline.lake.store import COMMITTED_TABLES, RUNS, STATE, Lake
 from pipeline.tagging.taxonomy import Taxonomy, load_taxonomy
 from schemas.arrow import TABLES, Table
 from schemas.ids import stable_id
@@ -62,22 +56,12 @@ def read_files(paths: list[Path], table: Table) -> pa.Table:
     return merged.sort_by([(table.sort_key, "ascending"), ("run_id", "ascending")])
 
 
-def _by_partition(lake: Lake, table: str) -> dict[str, list[str]]:
+def by_partition(lake: Lake, table: str) -> dict[str, list[str]]:
+    """Partition -> the live files of `table` in it (paths from the lake root)."""
     out: dict[str, list[str]] = {}
     for rel, entry in sorted(lake.live_files(table).items()):
         out.setdefault(entry["partition"], []).append(rel)
     return out
-
-
-def _stage_rows(
-    lake: Lake, token: str, table: Table, partition: str, rows: pa.Table, max_rows: int
-) -> list[StagedFile]:
-    if rows.num_rows == 0:
-        return []
-    return [
-        stage_arrow(lake.root, token, table.name, partition, rows.slice(start, max_rows), shard=n)
-        for n, start in enumerate(range(0, rows.num_rows, max_rows))
-    ]
 
 
 # --- compact -----------------------------------------------------------------
@@ -109,13 +93,13 @@ def compact(
     live = lake.live_files()
     for name in tables:
         table = TABLES[name]
-        for partition, rels in _by_partition(lake, name).items():
+        for partition, rels in by_partition(lake, name).items():
             rows = sum(live[r]["rows"] for r in rels)
             if len(rels) <= max(1, -(-rows // max_rows_per_file)):
                 continue
             merged = read_files([lake.root / r for r in rels], table)
             token = "compact-" + stable_id("compact", *rels)
-            staged = _stage_rows(lake, token, table, partition, merged, max_rows_per_file)
+            staged = stage_rows(lake.root, token, table, partition, merged, max_rows_per_file)
             replacements[(name, partition)] = staged
             result.partitions += 1
             result.files_before += len(rels)
@@ -197,17 +181,17 @@ def replay_run(
     staged_list = lake.root / STAGING / run_id / "staged.json"
     fresh = {(f.table, f.partition): f for f in staged_from_json(json.loads(staged_list.read_text("utf-8")))}
 
-    by_partition = {name: _by_partition(lake, name) for name in COMMITTED_TABLES}
+    files_of = {name: by_partition(lake, name) for name in COMMITTED_TABLES}
     touched = set(fresh) | {
         (name, partition)
-        for name, partitions in by_partition.items()
+        for name, partitions in files_of.items()
         for partition, rels in partitions.items()
         if any(run_id in _runs_in(lake.root / r) for r in rels)
     }
     replacements = {}
     for name, partition in sorted(touched):
         table = TABLES[name]
-        rels = by_partition[name].get(partition, [])
+        rels = files_of[name].get(partition, [])
         current = read_files([lake.root / r for r in rels], table)
         kept = current.filter(pc.not_equal(current.column("run_id"), run_id))
         replacements[(name, partition)] = _replacement(lake, table, partition, rels, kept, current, fresh)
@@ -234,7 +218,7 @@ def _replacement(
     if combined.equals(current):
         return None
     token = "replay-" + stable_id("replay", table.name, partition, *rels)
-    return _stage_rows(lake, token, table, partition, combined, DEFAULT_MAX_ROWS_PER_FILE)
+    return stage_rows(lake.root, token, table, partition, combined, DEFAULT_MAX_ROWS_PER_FILE)
 
 
 def replay(
@@ -284,48 +268,54 @@ class VacuumResult:
 def vacuum(
     lake: Lake, now: datetime, raw_retention_days: int | None = None, grace: timedelta = DEFAULT_GRACE
 ) -> VacuumResult:
-    """Delete what no committed state needs. Call with the lock held.
+    """Delete what no recent version needs. Call with the lock held.
 
-    - `_staging/`: everything (no writer is running while the lock is held);
-    - `_files/` names of files no manifest lists as live: at once if no manifest ever
-      listed them (a commit that died), otherwise once the swap that replaced them is
-      older than `grace`, so a reader of the snapshot before it has finished;
+    - `_staging/`: everything but commits in flight (the lock's recovery completed those);
+    - each table's files that no version of the last `grace` lists (replaced by a swap
+      longer ago, or never committed): Delta's vacuum, so a reader of an older version
+      has that long to finish; the log is checkpointed first;
     - raw batches landed more than `raw_retention_days` before `now` that a committed run
-      has processed (a run's manifest keeps their ids, but it can no longer be replayed);
-      a batch no run has processed is never deleted.
+      has processed (a run's record keeps their ids, but it can no longer be replayed); a
+      batch no run has processed is never deleted.
     """
     result = VacuumResult()
     staging = lake.root / STAGING
     if staging.is_dir():
         for child in sorted(staging.iterdir()):
+            if child.name == "commits" and any(child.iterdir()):
+                continue  # in flight: never, under the lock (its recovery completed them)
             shutil.rmtree(child) if child.is_dir() else child.unlink()
             result.staging.append(child.relative_to(lake.root).as_posix())
-
-    live = lake.live_files()
-    retired_at: dict[str, float] = {}
-    for path in sorted((lake.root / MANIFESTS).glob("*.json")):
-        m = json.loads(path.read_text(encoding="utf-8"))
-        for f in m.get("removed", []):
-            retired_at[f["path"]] = path.stat().st_mtime
-    cutoff = (now - grace).timestamp()
-    files_root = lake.root / FILES
-    for second in sorted(files_root.glob("**/*")):
-        if not second.is_file():
-            continue
-        rel = second.relative_to(files_root).as_posix()
-        if rel in live:
-            continue
-        if second.name.startswith(".") or rel not in retired_at or retired_at[rel] <= cutoff:
-            second.unlink()
-            result.retired_files.append(rel)
 
     if raw_retention_days is not None:
         oldest_kept = (now - timedelta(days=raw_retention_days)).date().isoformat()
         processed = {b for m in lake.manifests() for b in m.get("raw_batches", [])}
-        for batch, path in lake.raw_batches().items():
-            if batch in processed and _landed_date(path) < oldest_kept:
-                path.unlink()
-                result.raw_batches.append(batch)
+        old = sorted(
+            batch
+            for batch, path in lake.raw_batches().items()
+            if batch in processed and _landed_date(path) < oldest_kept
+        )
+        if old:  # one file per batch: whole files leave the raw table, none is rewritten
+            listed = ", ".join(f"'{b}'" for b in old)
+            delta.open_table(lake.root / TABLES["raw"].folder).delete(f"batch_id IN ({listed})")
+            result.raw_batches = old
+
+    # Delta's vacuum counts whole hours back from the clock: the grace, less how far `now`
+    # is ahead of the clock, rounded up so a replaced file is never deleted early.
+    ahead = max(timedelta(0), now - utc_now())
+    hours = max(0, math.ceil((grace - ahead).total_seconds() / 3600))
+    for name in (*COMMITTED_TABLES, "raw"):
+        root = lake.root / TABLES[name].folder
+        if not delta.is_table(root):
+            continue
+        table = delta.open_table(root)
+        table.create_checkpoint()
+        # Raw batches are read only by writers (under the lock): no reader to wait for.
+        keep = 0 if name == "raw" else hours
+        deleted = table.vacuum(
+            retention_hours=keep, dry_run=False, enforce_retention_duration=False, full=True
+        )
+        result.retired_files += sorted(f"{TABLES[name].folder}/{rel}" for rel in deleted)
     return result
 
 
@@ -338,19 +328,20 @@ def _partition_schema(table: Table) -> pa.Schema:
     return pa.schema([pa.field(table.partition_column, pa.date32())])
 
 
-def snapshot_dataset(lake: Lake, name: str) -> ds.Dataset:
+def snapshot_dataset(lake: Lake, name: str, version: int | None = None) -> ds.Dataset:
     """A pyarrow dataset of one committed state of `name`, every schema version unified."""
     table = TABLES[name]
     schema = pa.unify_schemas([table.schema, _partition_schema(table)])
-    files = [str(p) for p in lake.snapshot_files(name)]
+    files = [str(p) for p in lake.snapshot_files(name, version)]
     partitioning = ds.partitioning(_partition_schema(table), flavor="hive")
     return ds.dataset(files, schema=schema, format="parquet", partitioning=partitioning)
 
 
-def duckdb_source(lake: Lake, name: str) -> str | None:
-    """The DuckDB table function reading one committed state of `name` (None when empty)."""
+def duckdb_source(lake: Lake, name: str, version: int | None = None) -> str | None:
+    """The DuckDB table function reading one version of `name` (the current one by
+    default; None when empty)."""
     table = TABLES[name]
-    files = lake.snapshot_files(name)
+    files = lake.snapshot_files(name, version)
     if not files:
         return None
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
@@ -363,11 +354,12 @@ def duckdb_source(lake: Lake, name: str) -> str | None:
 def require_lake(lake: Lake) -> None:
     """MaintenanceError unless `lake.root` is a lake a run has written: reading or
     operating on any other folder would only show empty tables."""
-    if not (lake.root / MANIFESTS).is_dir() and not (lake.root / "_state").is_dir():
+    if not (lake.root / RUNS).is_dir() and not (lake.root / STATE).is_dir():
         raise MaintenanceError(
-            f"{lake.root} is not a newsbeam lake (no {MANIFESTS}/ or _state/): "
+            f"{lake.root} is not a newsbeam lake (no {RUNS}/ or {STATE}/): "
             "give the output folder of a run with --output or `output_dir`"
         )
+    lake.check()
 
 
 def label_tables(taxonomy: Taxonomy) -> dict[str, pa.Table]:
@@ -392,18 +384,27 @@ def label_tables(taxonomy: Taxonomy) -> dict[str, pa.Table]:
     return {"entity_labels": entities, "topic_labels": topics}
 
 
-def snapshot_connection(lake: Lake, taxonomy: Taxonomy | None = None) -> Any:
+def snapshot_connection(
+    lake: Lake, taxonomy: Taxonomy | None = None, as_of: int | datetime | None = None
+) -> Any:
     """DuckDB with views `articles`, `rejects`, `duplicates`, `dedup_index` over one
-    committed state, `raw` over the landed batches, and `entity_labels`, `topic_labels`
-    from `taxonomy` (the built-in one by default)."""
+    committed state (the newest, or the one after commit / at time `as_of`), `raw` over
+    the landed batches, and `entity_labels`, `topic_labels` from `taxonomy` (the built-in
+    one by default)."""
     import duckdb
 
     require_lake(lake)
+    versions: dict[str, int] | None = None
+    if as_of is not None:
+        _, versions = lake.versions_at(as_of)
     con = duckdb.connect()
     for name, table in label_tables(taxonomy or load_taxonomy()).items():
         con.register(name, table)
     for name in _READ_TABLES:
-        source = duckdb_source(lake, name)
+        if versions is not None and name not in versions:
+            source = None  # the table had no commit yet then
+        else:
+            source = duckdb_source(lake, name, versions[name] if versions is not None else None)
         if source is None:
             table = TABLES[name]
             empty = pa.unify_schemas([table.schema, _partition_schema(table)]).empty_table()
@@ -442,6 +443,22 @@ def run_lines(lake: Lake, last: int = 10) -> Iterator[str]:
         yield f"  {m.get('seq', 0):>4} {kind:<8} {ident:<16} {_when(m):<19} {outcome:<8} {counts}"
 
 
+def table_lines(lake: Lake) -> Iterator[str]:
+    """Each Delta table: its version, live files and rows, and its last operation."""
+    yield f"  {'TABLE':<12} {'VERSION':>7} {'FILES':>6} {'ROWS':>9} LAST OPERATION"
+    for name in (*COMMITTED_TABLES, "raw"):
+        root = lake.root / TABLES[name].folder
+        if not delta.is_table(root):
+            continue
+        table = delta.open_table(root)
+        adds = delta.live_adds(table)
+        last = table.history(1)[0] if table.version() > 0 else {}
+        when = datetime.fromtimestamp(int(last.get("timestamp", 0)) / 1000, timezone.utc).isoformat()[:19]
+        op = f"{last.get('operation', 'CREATE')} {last.get('newsbeam.kind', '')} {when}".replace("  ", " ")
+        rows = sum(e["rows"] for e in adds)
+        yield f"  {name:<12} {table.version():>7} {len(adds):>6} {rows:>9} {op}"
+
+
 def feed_lines(lake: Lake, names: dict[str, str] | None = None) -> Iterator[str]:
     """Per-feed health from the saved poll state, each feed by its configured name (`names`:
     URL -> name; a feed no longer configured by its URL); fields a version lacks show as '-'."""
@@ -463,7 +480,9 @@ def status_report(lake: Lake, last: int = 10, names: dict[str, str] | None = Non
     require_lake(lake)
     pending = lake.pending_raw_batches()
     live = lake.live_files()
-    lines = [f"lake {lake.root}: {len(live)} live files, {len(pending)} raw batches pending", "runs:"]
+    lines = [f"lake {lake.root}: {len(live)} live files, {len(pending)} raw batches pending", "tables:"]
+    lines += list(table_lines(lake))
+    lines.append("runs:")
     lines += list(run_lines(lake, last))
     lines.append("feeds:")
     lines += list(feed_lines(lake, names))

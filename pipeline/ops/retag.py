@@ -17,8 +17,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.lake.store import Lake, StagedFile
-from pipeline.ops.maintenance import MaintenanceError, _by_partition, _stage_rows, read_files, require_lake
+from pipeline.lake.files import StagedFile, stage_rows
+from pipeline.lake.store import Lake
+from pipeline.ops.maintenance import MaintenanceError, by_partition, read_files, require_lake
 from pipeline.tagging.tagger import Tagger
 from pipeline.tagging.taxonomy import record_version
 from schemas.arrow import TABLES
@@ -85,7 +86,7 @@ def retag(
     record_version(lake.state_path("taxonomies.json"), tagger.taxonomy, force)
     result = RetagResult()
     replacements: dict[tuple[str, str], list[StagedFile]] = {}
-    for partition, rels in _by_partition(lake, ARTICLES.name).items():
+    for partition, rels in by_partition(lake, ARTICLES.name).items():
         if not since <= date.fromisoformat(partition) <= until:
             continue
         result.partitions_read += 1
@@ -95,8 +96,8 @@ def retag(
         if retagged.equals(current):
             continue
         token = "retag-" + stable_id("retag", tagger.taxonomy.version, *rels)
-        replacements[(ARTICLES.name, partition)] = _stage_rows(
-            lake, token, ARTICLES, partition, retagged, max_rows_per_file
+        replacements[(ARTICLES.name, partition)] = stage_rows(
+            lake.root, token, ARTICLES, partition, retagged, max_rows_per_file
         )
         result.partitions_replaced += 1
     if replacements:

@@ -25,7 +25,8 @@ from connectors.articles import PAGE_KIND
 from connectors.feeds import ParseResult, parse_feed_bytes
 from connectors.seeds import parse_seed
 from connectors.state import write_json_atomic
-from pipeline.lake.store import STAGING, Lake, StagedFile, stage_partition, staged_to_json
+from pipeline.lake.files import STAGING, StagedFile, stage_partition, staged_to_json
+from pipeline.lake.store import Lake
 from pipeline.steps.clean import clean_entry, make_reject
 from pipeline.tagging.tagger import Tagger
 from pipeline.tagging.taxonomy import Taxonomy

@@ -34,7 +34,6 @@ stops, so locally every pane is an early, processing-time one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import threading
@@ -61,7 +60,8 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.dedup.decide import day_number, decide, indexed_member, member
 from pipeline.dedup.memory import DedupMemory, candidates, prune, remember
 from pipeline.dedup.near import NearDupSettings
-from pipeline.lake.store import STAGING, Lake, kill_point, stage_partition
+from pipeline.lake.files import STAGING, kill_point, stage_partition
+from pipeline.lake.store import Lake
 from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options
 from pipeline.steps.deduplicate import read_index_members, route_article, signature_scheme
 from pipeline.steps.transforms import clean_or_reject, parse_raw, tag_article
@@ -400,9 +400,9 @@ def commit_pane(plan: StreamPlan, pane: Pane, memory: DedupMemory) -> PaneReport
         save_committed_states(lake, pane.polls)
         return report
     run_id = stable_id("run", *sorted(landed))
-    path = lake.manifest_path(run_id)
-    if path.exists():  # a retried pane: committed once already, learned already
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+    committed = lake.manifests_by_id().get(run_id)
+    if committed is not None:  # a retried pane: committed once already, learned already
+        manifest = committed
     else:
         tables = process_pane(plan, [r for p in landed.values() for r in p.raws], memory)
         staged = []

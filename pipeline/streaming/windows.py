@@ -26,7 +26,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from connectors.http import FeedSource
 from connectors.state import FeedState, load_feed_states, save_feed_states, save_seed_state
 from pipeline.config import ConfigError, RunConfig
-from pipeline.lake.store import Lake, kill_point
+from pipeline.lake.files import kill_point
+from pipeline.lake.store import Lake
 from pipeline.run import (
     Polled,
     RunReport,
