@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.commands import COMMANDS, EXIT_BUSY, EXIT_FAILED, STANDALONE, config_from
+from pipeline.commands import COMMANDS, EXIT_BUSY, EXIT_FAILED, STANDALONE, config_from, output_location
 from pipeline.config import ConfigError
 from pipeline.lake.store import LakeBusy, LakeError
 from pipeline.observe.logs import LEVELS
@@ -89,7 +89,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
         cmd = command_in(sub, name, help, description)
-        cmd.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
+        cmd.add_argument(
+            "--output",
+            type=output_location,
+            help="output dir or s3:// gs:// az:// URI (overrides `output_dir`)",
+        )
         return cmd
 
     run = command(
@@ -172,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     feeds = sub.add_parser("feeds", help="the configured feeds (OPML included): list them, or export OPML")
     feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True)
     feeds_list = command_in(feeds_sub, "list", "each feed (name, URL, tags) and its health from its state")
-    feeds_list.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
+    feeds_list.add_argument("--output", type=output_location, help="output dir (overrides `output_dir`)")
     command_in(feeds_sub, "export", "write the feeds as OPML 2.0 to stdout").set_defaults(output=None)
     completion = sub.add_parser(
         "completion",
@@ -187,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
         "seeds folder and the output folder, and list every problem found. Exit 0 or 2.",
     )
     check.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
-    check.add_argument("--output", type=Path, help="output dir (overrides `output_dir`)")
+    check.add_argument("--output", type=output_location, help="output dir (overrides `output_dir`)")
     check.add_argument("--seeds", type=Path, help="seeds dir (overrides `seeds_dir`)")
     verbose(check)
     tag = sub.add_parser(

@@ -19,7 +19,8 @@ from typing import Any
 
 from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.lake.files import KILL_ENV
-from pipeline.lake.store import Lake
+from pipeline.lake.storage import is_remote
+from pipeline.lake.store import Lake, LakeError
 from pipeline.tagging.tagger import TaxonomyError
 
 EXIT_FAILED = 2  # bad config, an unknown option, a crash (0 and 1 are the run's: pipeline/run.py)
@@ -35,9 +36,24 @@ def _from_env(name: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def local_only(config: RunConfig, command: str) -> None:
+    """Commands that work on a lake on a local filesystem only, for now."""
+    if is_remote(config.output_dir):
+        raise LakeError(
+            f"{config.output_dir}: `newsbeam {command}` needs a lake on a local filesystem "
+            "(on object storage: run, compact, retag, vacuum, sql, status, verify)"
+        )
+
+
+def output_location(value: str) -> Path | str:
+    """`--output` and NEWSBEAM_OUTPUT_DIR: a folder, or an object store URI as given."""
+    return value if is_remote(value) else Path(value).expanduser()
+
+
 def config_from(args: argparse.Namespace) -> RunConfig:
     config = load_config(args.config or _from_env(ENV_CONFIG))
-    output = args.output or _from_env(ENV_OUTPUT)
+    env_output = os.environ.get(ENV_OUTPUT, "").strip()
+    output = args.output or (output_location(env_output) if env_output else None)
     if output:
         config = config.__class__(**{**config.__dict__, "output_dir": output})
     seeds = getattr(args, "seeds", None) or _from_env(ENV_SEEDS)
@@ -145,6 +161,7 @@ def stop_on_signals(stop: threading.Event, doing: str) -> Iterator[None]:
 
 
 def stream(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    local_only(config, "stream")
     import time
 
     from pipeline.streaming.windows import format_window, run_stream, stream_options
@@ -234,6 +251,7 @@ def retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> 
 
 
 def replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    local_only(config, "replay")
     from pipeline.ops.maintenance import replay, utc_now
     from pipeline.run import make_plan, pipeline_options, run_graph
     from pipeline.tagging.tagger import Tagger, load_taxonomy
@@ -297,6 +315,7 @@ def status(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
 
 
 def migrate(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    local_only(config, "migrate")
     from pipeline.ops.migrate import migrate
 
     lake = Lake(config.output_dir)
@@ -312,13 +331,14 @@ def verify(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
     from pipeline.ops.verify import format_verify, verify
 
     lake = Lake(config.output_dir)
-    require_lake(lake)
+    require_lake(lake, check=False)  # verify names a missing or unreadable log itself
     result = verify(lake)
     print(format_verify(result))
     return 1 if result.problems else 0
 
 
 def report(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    local_only(config, "report")
     from pipeline.ops.report import write_report
     from pipeline.tagging.tagger import load_taxonomy
 

@@ -26,6 +26,7 @@ from connectors.netguard import AllowRule
 from connectors.opml import OpmlError, merge_feeds, read_opml
 from connectors.seeds import DEFAULT_MAX_BYTES as DEFAULT_SEED_MAX_BYTES
 from pipeline.dedup.near import NearDupSettings
+from pipeline.lake.storage import is_remote
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,7 +52,7 @@ class StreamSettings:
 @dataclass(frozen=True)
 class RunConfig:
     seeds_dir: Path
-    output_dir: Path
+    output_dir: Path | str  # a folder, or an object store URI (s3://, gs://, az://)
     taxonomy: Path | None
     feeds: tuple[FeedSource, ...]
     http: HttpSettings
@@ -78,6 +79,13 @@ _TOP_KEYS = {
 }
 _FEED_KEYS = {"name", "url", "verify_tls", "fetch_articles", "poll_interval", "tags"}
 _DEDUP_KEYS = {"threshold", "shingle_words", "num_perm", "bands", "min_words", "lookback_days", "shards"}
+
+
+def _output(data: dict[str, Any], base: Path, where: str) -> Path | str:
+    value = data.get("output_dir")
+    if isinstance(value, str) and is_remote(value.strip()):
+        return value.strip()
+    return _path(data, "output_dir", base, where) or base / "data"
 
 
 def _path(data: dict[str, Any], key: str, base: Path, where: str) -> Path | None:
@@ -253,7 +261,7 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> RunConfig:
     near_dup, lookback_days = _dedup(data.get("dedup", {}), where)
     return RunConfig(
         seeds_dir=_path(data, "seeds_dir", base, where) or base / "seeds",
-        output_dir=_path(data, "output_dir", base, where) or base / "data",
+        output_dir=_output(data, base, where),
         taxonomy=_path(data, "taxonomy", base, where),
         feeds=_with_opml(_feeds(data.get("feeds", []), where), _path(data, "opml", base, where), where),
         http=_http(data.get("http", {}), where),

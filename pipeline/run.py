@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from connectors.state import FeedState, load_feed_states, load_seed_state, save_
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
 from pipeline.lake.files import kill_point
+from pipeline.lake.storage import parent_name
 from pipeline.lake.store import Lake
 from pipeline.observe.progress import Progress, Silent
 from pipeline.steps.pages import LandedPages, fetch_new_pages, landed_pages, remember_pages
@@ -256,7 +257,7 @@ def commit_pending(
             "outcome": "partial" if failed else "ok",
             "sources": {"polled": len(statuses), "failed": failed},
             # what replay selects by, even once vacuum has deleted the raw files
-            "raw_landed": {b: p.parent.name.split("=", 1)[1] for b, p in sorted(pending.items())},
+            "raw_landed": {b: parent_name(p).split("=", 1)[1] for b, p in sorted(pending.items())},
             **info,
         },
         kill_at=kill_at,
@@ -276,8 +277,8 @@ def make_plan(
     lake: Lake,
     tagger: Tagger,
     run_id: str,
-    batches: dict[str, Path],
-    index_files: list[Path] | None = None,
+    batches: Mapping[str, str | Path],
+    index_files: Sequence[str | Path] | None = None,
     page_urls: frozenset[str] | None = None,
     **extra: Any,
 ) -> RunPlan:
@@ -285,11 +286,11 @@ def make_plan(
     index (or `index_files`)."""
     index = lake.committed_files("dedup_index") if index_files is None else index_files
     return RunPlan(
-        output_dir=str(config.output_dir.resolve()),
+        output_dir=lake.storage.uri,
         run_id=run_id,
-        raw_batches={b: str(p.resolve()) for b, p in batches.items()},
+        raw_batches={b: str(p) for b, p in batches.items()},
         tagger=tagger,
-        index_files=[str(p.resolve()) for p in index],
+        index_files=[str(p) for p in index],
         lookback_days=config.lookback_days,
         near_dup=config.near_dup,
         keep_topics=config.keep_topics,

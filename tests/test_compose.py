@@ -38,6 +38,7 @@ FLINK_SERVICES = {
 }
 SCHEDULED_SERVICES = {"scheduler", "scheduled-dask", "scheduled-flink"}
 NEWSBEAM_SERVICES = {*SCHEDULED_SERVICES, "stream"}
+S3_SERVICE = "scheduled-s3"  # the cycle writing to MinIO (profile s3): no lake volume
 NEWSBEAM_IMAGE = "newsbeam:local"
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 DASK_ADDRESS = "tcp://dask-scheduler:8786"
@@ -309,8 +310,8 @@ def test_lake_is_a_named_volume(compose) -> None:
 
 def test_every_newsbeam_service_mounts_the_lake(compose) -> None:
     running = {n for n, s in compose["services"].items() if _runs_newsbeam(s)}
-    assert running == NEWSBEAM_SERVICES
-    for name in running:
+    assert running == NEWSBEAM_SERVICES | {S3_SERVICE}
+    for name in running - {S3_SERVICE}:
         assert ("lake", "/data") in _mounts(compose["services"][name]), name
 
 
@@ -331,7 +332,29 @@ def test_scheduler_interval_and_restart(compose) -> None:
         assert env["NEWSBEAM_INTERVAL_SECONDS"] == "${NEWSBEAM_INTERVAL_SECONDS:-900}"
 
 
-@pytest.mark.parametrize("name", sorted(SCHEDULED_SERVICES))
+def test_s3_profile_writes_the_lake_to_minio(compose) -> None:
+    services = compose["services"]
+    assert {n for n, s in services.items() if "s3" in s.get("profiles", [])} == {
+        "minio",
+        "minio-bucket",
+        S3_SERVICE,
+    }
+    job = services[S3_SERVICE]
+    env = job["environment"]
+    assert env["NEWSBEAM_OUTPUT_DIR"] == "s3://newsbeam/lake"
+    assert "--output s3://newsbeam/lake" in _shell_script(job)
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000" and env["AWS_ALLOW_HTTP"] == "true"
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+        services["minio"]["environment"]["MINIO_ROOT_USER"],
+        services["minio"]["environment"]["MINIO_ROOT_PASSWORD"],
+    ), "the job signs with the credentials MinIO is started with"
+    assert ("lake", "/data") not in _mounts(job), "no local lake: the bucket is the lake"
+    assert job["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully"
+    assert "mb --ignore-existing lake/newsbeam" in _shell_script(services["minio-bucket"])
+    assert services["minio-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", sorted([*SCHEDULED_SERVICES, S3_SERVICE]))
 def test_loop_survives_failed_cycles(compose, name, tmp_path) -> None:
     """Run the real loop script with a fake `newsbeam` exiting 1 (partial run)."""
     script = _shell_script(compose["services"][name])
@@ -356,7 +379,8 @@ def test_loop_survives_failed_cycles(compose, name, tmp_path) -> None:
 
     lines = calls.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3, "loop stopped after a failed cycle"
-    assert all(line.startswith("run --output /data") for line in lines)
+    output = "s3://newsbeam/lake" if name == S3_SERVICE else "/data"
+    assert all(line.startswith(f"run --output {output}") for line in lines)
 
 
 # --- (d) Dockerfile ---
@@ -416,7 +440,7 @@ def test_dockerignore_keeps_sources_and_drops_local_state() -> None:
 # --- configuration, seeds and health ---
 
 
-@pytest.mark.parametrize("name", sorted(NEWSBEAM_SERVICES))
+@pytest.mark.parametrize("name", sorted([*NEWSBEAM_SERVICES, S3_SERVICE]))
 def test_services_read_the_mounted_config_and_seeds(compose, name) -> None:
     service = compose["services"][name]
     volumes = [v for v in service["volumes"] if isinstance(v, str)]
@@ -424,7 +448,8 @@ def test_services_read_the_mounted_config_and_seeds(compose, name) -> None:
     assert "./seeds:/seeds:ro" in volumes
     env = service["environment"]
     assert env["NEWSBEAM_CONFIG"] == "/etc/newsbeam/config.toml"
-    assert (env["NEWSBEAM_SEEDS_DIR"], env["NEWSBEAM_OUTPUT_DIR"]) == ("/seeds", "/data")
+    output = "s3://newsbeam/lake" if name == S3_SERVICE else "/data"
+    assert (env["NEWSBEAM_SEEDS_DIR"], env["NEWSBEAM_OUTPUT_DIR"]) == ("/seeds", output)
 
 
 def test_the_mounted_config_is_a_valid_config() -> None:

@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipeline import cli
-from pipeline.lake.files import KILL_ENV, stage_arrow, stage_partition
+from pipeline.lake.files import KILL_ENV, move_in, stage_arrow, stage_partition
 from pipeline.lake.store import Lake
 from pipeline.ops.maintenance import compact, vacuum
 from pipeline.run import run_cycle
@@ -147,7 +147,7 @@ def test_vacuum_deletes_leftovers_retired_files_after_grace_and_only_processed_o
     (tmp_path / "_staging" / "dead-run" / "articles" / "x.parquet").write_bytes(b"partial")
     with lake.lock():
         compact(lake)
-    live = {p.resolve() for name in ("articles", "dedup_index") for p in lake.committed_files(name)}
+    live = {Path(p).resolve() for name in ("articles", "dedup_index") for p in lake.committed_files(name)}
     retired = [
         p for folder in ("articles", "_index/dedup") for p in (tmp_path / folder).glob("*/*.parquet")
         if p.resolve() not in live
@@ -183,7 +183,7 @@ def test_sql_reads_only_committed_files(tmp_path: Path, capsys) -> None:
         title="Ghost", text="Not committed.", published_at=datetime(2024, 6, 17, tzinfo=timezone.utc)
     )
     extra = records_to_table([ghost], TABLES["articles"], run_id="g" * 32)
-    lake._move_in([stage_arrow(tmp_path, "g" * 32, "articles", "2024-06-17", extra)], None)
+    move_in(lake.storage, [stage_arrow(tmp_path, "g" * 32, "articles", "2024-06-17", extra)], None)
     assert glob_duck_count(tmp_path, "articles") == 25
     query = (
         "SELECT count(*) AS n, count(DISTINCT published_date) AS days FROM articles WHERE title <> 'Ghost'"

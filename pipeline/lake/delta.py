@@ -3,7 +3,9 @@ plus `_delta_log/`), and the commit of already written files is one Delta transa
 
 deltalake (delta-rs) commits `AddAction`s for files written elsewhere but checks none of
 them, does not fsync a local log entry, and does not refresh a `DeltaTable` after its own
-commit: this module does all three (see docs/benchmarks-delta.md).
+commit: this module does all three (see docs/benchmarks-delta.md). On object stores
+delta-rs writes each log entry with a put-if-absent, so of two writers committing the
+same version one fails (CommitFailedError).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -20,10 +21,12 @@ import pyarrow.parquet as pq
 
 from connectors.state import fsync_dir
 from pipeline.lake.files import StagedFile
+from pipeline.lake.storage import Storage
 from schemas.arrow import Table
 
 LOG = "_delta_log"
 APP_ID = "newsbeam"  # the application transaction every commit of a lake carries
+SEQ_KEY = "newsbeam.seq"  # the lake commit a table version holds (commitInfo)
 CHECKPOINT_INTERVAL = "100"  # commits between checkpoints: a reader replays at most this many JSONs
 # Short columns a query filters on get min/max in each file's stats (not url, title, text).
 STATS_MIN_MAX = frozenset(
@@ -51,46 +54,48 @@ def delta_schema(table: Table) -> pa.Schema:
     return pa.schema([*table.schema, pa.field(table.partition_column, pa.date32(), nullable=False)])
 
 
-def is_table(root: Path) -> bool:
-    return (root / LOG).is_dir()
+def is_table(storage: Storage, folder: str) -> bool:
+    return storage.is_dir(f"{folder}/{LOG}")
 
 
-def open_table(root: Path, version: int | str | datetime | None = None) -> Any:
-    """The table at `root` (its current version, or `version`); LogError when the log is
+def open_table(storage: Storage, folder: str, version: int | str | datetime | None = None) -> Any:
+    """The table in `folder` (its current version, or `version`); LogError when the log is
     missing or cannot be read."""
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
 
-    if not is_table(root):
-        raise LogError(f"{root} has no {LOG}/")
+    if not is_table(storage, folder):
+        raise LogError(f"{storage.location(folder)} has no {LOG}/")
     try:
-        table = DeltaTable(str(root))
+        table = DeltaTable(storage.location(folder))
         if version is not None:
             table.load_as_version(version)
         return table
     except (DeltaError, OSError, ValueError) as exc:
-        raise LogError(f"{root}: the Delta log cannot be read ({str(exc).splitlines()[0]})") from exc
+        where = storage.location(folder)
+        raise LogError(f"{where}: the Delta log cannot be read ({str(exc).splitlines()[0]})") from exc
 
 
-def create_table(root: Path, table: Table) -> None:
+def _create(
+    storage: Storage, folder: str, schema: pa.Schema, name: str, partition_by: list[str] | None
+) -> None:
     from deltalake import DeltaTable
 
     DeltaTable.create(
-        str(root),
-        delta_schema(table),
-        partition_by=[table.partition_column],
-        name=table.name,
+        storage.location(folder),
+        schema,
+        partition_by=partition_by,
+        name=name,
         configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL},
     )
-    fsync_log(root)
+    fsync_log(storage, folder)
 
 
-def ensure_table(lake_root: Path, table: Table) -> Path:
+def ensure_table(storage: Storage, table: Table) -> str:
     """The table's folder, with its Delta table created first if there is none."""
-    root = lake_root / table.folder
-    if not is_table(root):
-        create_table(root, table)
-    return root
+    if not is_table(storage, table.folder):
+        _create(storage, table.folder, delta_schema(table), table.name, [table.partition_column])
+    return table.folder
 
 
 def applied_seq(table: Any) -> int:
@@ -106,10 +111,9 @@ def _stat_value(value: Any) -> Any:
     return value
 
 
-def file_stats_json(path: Path) -> str:
+def file_stats_json(meta: pq.FileMetaData) -> str:
     """The Delta `stats` of one Parquet file, from its footer: numRecords, nullCount of the
     top-level scalar columns, minValues/maxValues of the short filter columns."""
-    meta = pq.read_metadata(path)
     mins: dict[str, Any] = {}
     maxs: dict[str, Any] = {}
     nulls: dict[str, int] = {}
@@ -130,25 +134,21 @@ def file_stats_json(path: Path) -> str:
     return json.dumps(stats, separators=(",", ":"))
 
 
-def add_action(lake_root: Path, table: Table, f: StagedFile) -> Any:
+def add_action(storage: Storage, table: Table, f: StagedFile) -> Any:
     """The `add` of one file moved into its table folder, checked as delta-rs does not."""
     from deltalake.transaction import AddAction
 
     folder = table.folder + "/"
     if not f.final_path.startswith(folder):
         raise ValueError(f"{f.final_path} is not in table {table.name}")
-    path = lake_root / f.final_path
-    st = path.stat()
-    if f.size and st.st_size != f.size:
-        raise ValueError(f"{f.final_path}: {st.st_size} bytes, the writer wrote {f.size}")
+    size = storage.size(f.final_path)
+    if f.size and size != f.size:
+        raise ValueError(f"{f.final_path}: {size} bytes, the writer wrote {f.size}")
+    with storage.open_input(f.final_path) as fh:
+        stats = file_stats_json(pq.read_metadata(fh))
     rel = f.final_path[len(folder) :]
     return AddAction(
-        rel,
-        st.st_size,
-        {table.partition_column: f.partition},
-        st.st_mtime_ns // 1_000_000,
-        True,
-        file_stats_json(path),
+        rel, size, {table.partition_column: f.partition}, storage.mtime_ms(f.final_path), True, stats
     )
 
 
@@ -158,8 +158,19 @@ def missing_columns(current: Any, table: Table) -> list[pa.Field]:
     return [f for f in table.schema if f.name not in have]
 
 
+def _props(seq: int | None, metadata: dict[str, str] | None) -> Any:
+    from deltalake import CommitProperties, Transaction
+
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    custom = {**(metadata or {}), **({SEQ_KEY: str(seq)} if seq is not None else {})}
+    return CommitProperties(
+        custom_metadata=custom,
+        app_transactions=[Transaction(APP_ID, seq, now_ms)] if seq is not None else None,
+    )
+
+
 def commit_files(
-    lake_root: Path,
+    storage: Storage,
     table: Table,
     seq: int | None,
     files: Iterable[StagedFile],
@@ -171,11 +182,10 @@ def commit_files(
     when the table already holds commit `seq` (a retried or rolled-forward commit).
 
     Without `seq` (raw landing) files the table already lists are left out instead."""
-    from deltalake import CommitProperties, Transaction
     from deltalake.schema import Field as DeltaField
 
-    root = ensure_table(lake_root, table)
-    current = open_table(root)
+    folder = ensure_table(storage, table)
+    current = open_table(storage, folder)
     files = sorted(files, key=lambda f: f.final_path)
     if seq is None:
         live = {table.folder + "/" + e["path"] for e in live_adds(current)}
@@ -187,28 +197,27 @@ def commit_files(
     new_columns = missing_columns(current, table)
     if new_columns:  # a newer schema version adds nullable columns: the table evolves first
         current.alter.add_columns([DeltaField.from_arrow(f) for f in new_columns])
-        current = open_table(root)
-    actions = [add_action(lake_root, table, f) for f in files]
+        current = open_table(storage, folder)
+    actions = [add_action(storage, table, f) for f in files]
     partitions = sorted(set(replaced))
-    version = current.version() + 1  # one writer at a time (the lake's lock)
-    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    version = current.version() + 1
     current.create_write_transaction(
         actions,
         mode="overwrite" if partitions else "append",
         schema=delta_schema(table),
         partition_by=[table.partition_column],
         partition_filters=[(table.partition_column, "in", partitions)] if partitions else None,
-        commit_properties=CommitProperties(
-            custom_metadata=metadata or {},
-            app_transactions=[Transaction(APP_ID, seq, now_ms)] if seq is not None else None,
-        ),
+        commit_properties=_props(seq, metadata),
     )
-    fsync_log(root, version)
+    fsync_log(storage, folder, version)
     return version
 
 
-def fsync_log(root: Path, version: int | None = None) -> None:
+def fsync_log(storage: Storage, folder: str, version: int | None = None) -> None:
     """Make a local log entry durable (delta-rs writes it without fsync)."""
+    if storage.remote:
+        return
+    root = storage.local(folder)
     log = root / LOG
     entries = [log / f"{version:020d}.json"] if version is not None else sorted(log.glob("*.json"))
     for entry in entries:
@@ -240,32 +249,37 @@ def live_adds(table: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: e["path"])
 
 
-def commit_ledger_file(root: Path, current: Any, name: str, seq: int) -> None:
-    """Add one file of the (unpartitioned) ledger table, at lake commit `seq`."""
-    from deltalake import CommitProperties, Transaction
+def version_at_seq(storage: Storage, folder: str, seq: int) -> int | None:
+    """The table's newest version holding no lake commit after `seq` (None: none yet)."""
+    table = open_table(storage, folder)
+    for entry in table.history():  # newest first
+        held = entry.get(SEQ_KEY)
+        if held is not None and int(held) <= seq:
+            return int(entry["version"])
+    return None
+
+
+def create_ledger(storage: Storage, folder: str, schema: pa.Schema) -> None:
+    if not is_table(storage, folder):
+        _create(storage, folder, schema, "newsbeam_commits", None)
+
+
+def commit_ledger_file(storage: Storage, folder: str, name: str, seq: int) -> None:
+    """Add one file of the (unpartitioned) ledger table, at lake commit `seq`.
+
+    Raises deltalake's CommitFailedError when another writer committed `seq` first."""
     from deltalake.transaction import AddAction
 
-    st = (root / name).stat()
-    meta = pq.read_metadata(root / name)
-    stats = json.dumps({"numRecords": meta.num_rows}, separators=(",", ":"))
+    current = open_table(storage, folder)
+    rel = f"{folder}/{name}"
+    with storage.open_input(rel) as fh:
+        rows = pq.read_metadata(fh).num_rows
+    stats = json.dumps({"numRecords": rows}, separators=(",", ":"))
     version = current.version() + 1
-    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
     current.create_write_transaction(
-        [AddAction(name, st.st_size, {}, st.st_mtime_ns // 1_000_000, True, stats)],
+        [AddAction(name, storage.size(rel), {}, storage.mtime_ms(rel), True, stats)],
         mode="append",
         schema=pa.schema(current.schema().to_arrow()),
-        commit_properties=CommitProperties(app_transactions=[Transaction(APP_ID, seq, now_ms)]),
+        commit_properties=_props(seq, None),
     )
-    fsync_log(root, version)
-
-
-def create_ledger(root: Path, schema: pa.Schema) -> None:
-    from deltalake import DeltaTable
-
-    DeltaTable.create(
-        str(root),
-        schema,
-        name="newsbeam_commits",
-        configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL},
-    )
-    fsync_log(root)
+    fsync_log(storage, folder, version)

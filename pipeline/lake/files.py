@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.state import fsync_dir
+from pipeline.lake.storage import Storage
 from schemas.arrow import TABLES, Table, records_to_table
 from schemas.ids import stable_id
 
@@ -125,21 +126,27 @@ def stage_arrow(
     stats: dict[str, Any] | None = None,
     kill_at: str | None = None,
 ) -> StagedFile:
-    """Write one partition's rows to `_staging/<token>/` under a deterministic name."""
+    """Write one partition's rows to `_staging/<token>/` under a deterministic name
+    (`output_dir`: a local folder or an object store URI)."""
     table = TABLES[table_name]
     part_dir = f"{table.partition_column}={partition}"
     name = part_name(token, table_name, partition, shard)
-    staged = Path(STAGING) / token / table_name / part_dir / name
-    digest = write_parquet_durable(arrow, Path(output_dir) / staged, kill_at)
+    staged = f"{STAGING}/{token}/{table_name}/{part_dir}/{name}"
+    storage = Storage(output_dir)
+    if storage.remote:
+        digest, size = storage.write_parquet(staged, arrow, **PARQUET_OPTIONS)
+    else:
+        digest = write_parquet_durable(arrow, storage.local(staged), kill_at)
+        size = storage.local(staged).stat().st_size
     return StagedFile(
         table=table_name,
         partition=partition,
-        staged_path=staged.as_posix(),
+        staged_path=staged,
         final_path=f"{table.folder}/{part_dir}/{name}",
         rows=arrow.num_rows,
         sha256=digest,
         stats=stats or {},
-        size=(Path(output_dir) / staged).stat().st_size,
+        size=size,
     )
 
 
@@ -197,3 +204,27 @@ def staged_to_json(files: list[StagedFile]) -> list[dict[str, Any]]:
 
 def staged_from_json(items: list[dict[str, Any]]) -> list[StagedFile]:
     return [StagedFile(**item) for item in items]
+
+
+def move_in(storage: Storage, files: list[StagedFile], kill_at: str | None) -> None:
+    """Move each staged file into its table folder (locally: renames, each directory
+    fsynced once). Files an earlier attempt already moved are skipped."""
+    todo = []
+    for f in files:
+        if f.staged_path and storage.exists(f.staged_path):
+            todo.append((f.staged_path, f.final_path))
+        elif not storage.exists(f.final_path):
+            raise FileNotFoundError(f"staged file vanished before commit: {f.staged_path}")
+    if not storage.remote:
+        created: list[Path] = []
+        for _, dst in todo:
+            created += new_dirs(storage.local(dst).parent)
+        for parent in sorted({d.parent for d in created}):
+            fsync_dir(parent)
+    for n, (src, dst) in enumerate(todo):
+        if n == 1:
+            kill_point(kill_at, "between_moves")
+        storage.move(src, dst)
+    if not storage.remote:
+        for folder in sorted({storage.local(dst).parent for _, dst in todo}):
+            fsync_dir(folder)

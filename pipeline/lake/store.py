@@ -12,21 +12,28 @@ Layout under the output dir:
     _staging/  work in progress, never read by consumers; `commits/` holds the
                staged list of every commit in flight
 
-The commit (one writer at a time, under `.lock`):
+The output dir is a local folder or an object store URI (`s3://`, `gs://`, `az://`;
+pipeline/lake/storage.py).
 
-1. Workers write every file under `_staging/<token>/` (deterministic names, fsynced).
+The commit (locally one writer at a time, under `.lock`; on an object store the
+ledger's log decides between writers):
+
+1. Workers write every file under `_staging/<token>/` (deterministic names).
 2. The commit gets the next sequence number and writes its staged list
    (`_staging/commits/<seq>-<token>.json`: every file, every partition it replaces,
-   its ledger record) atomically: from here on it will happen.
-3. Each file is renamed into its table folder; then each table gets one Delta
+   its ledger record).
+3. The ledger row is committed at `seq` (pipeline/lake/ledger.py): from here on the
+   commit will happen. A writer that finds `seq` taken stops (LakeBusy, exit 3).
+4. Each file is moved into its table folder; then each table gets one Delta
    transaction adding its files (and removing the replaced partitions' files),
-   carrying the lake's application transaction at version `seq`.
-4. The ledger row is committed last (also at `seq`), and the staged list removed.
+   carrying the lake's application transaction at version `seq`; the staged list
+   is removed last.
 
-A crash anywhere after step 2 is completed by the next writer that takes the lock
-(roll forward): moves already made are skipped, a table whose application
-transaction is already at `seq` is skipped, so every table gets the commit exactly
-once. Before step 2 nothing is visible and the run's raw batches stay pending.
+A crash anywhere after step 2 is completed by the next writer (roll forward): a
+ledger row, a move or a table already holding `seq` is skipped, so every table gets
+the commit exactly once. Before step 3 nothing is visible and the run's raw batches
+stay pending; between steps 3 and 4 the ledger lists a run whose rows readers of the
+tables do not see yet, until the next writer starts.
 
 No command deletes data it cannot account for: a table folder without a readable
 Delta log, or a lake in the layout before Delta (`_manifests/`), makes every writing
@@ -37,61 +44,65 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from connectors.state import fsync_dir, write_json_atomic
-from pipeline.lake import delta
+from pipeline.lake import delta, raw
 from pipeline.lake.files import (
     STAGING,
     StagedFile,
     kill_point,
-    make_dirs,
     merge_stats,
-    new_dirs,
+    move_in,
     row_counts,
-    write_parquet_durable,
 )
-from schemas.arrow import TABLES, records_to_table
+from pipeline.lake.ledger import RUNS, Ledger, LedgerConflict
+from pipeline.lake.state import LakeState
+from pipeline.lake.storage import Storage
+from schemas.arrow import TABLES
 from schemas.ids import stable_id
 from schemas.records import RawFetch
 
-STATE = "_state"
-RUNS = "_runs"
 COMMITS = f"{STAGING}/commits"
 LEGACY_MANIFESTS = "_manifests"  # the layout before Delta tables: `newsbeam migrate` converts it
 # Tables whose files only commits add (raw batches are landed, and tracked by id).
 COMMITTED_TABLES = ("articles", "rejects", "duplicates", "dedup_index")
 DATASETS = (*COMMITTED_TABLES, "raw")
-LEDGER_SCHEMA = pa.schema(
-    [
-        pa.field("seq", pa.int64(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("record", pa.string(), nullable=False),  # the commit's record, JSON
-    ]
-)
 
 
 class LakeBusy(RuntimeError):
-    """Another run holds the output's lock."""
+    """Another writer holds the output's lock, or committed first."""
 
 
 class LakeError(RuntimeError):
-    """The lake is not in a state newsbeam may write to; nothing was changed."""
+    """The lake is not in a state newsbeam may write to, or cannot do this; nothing was changed."""
 
 
 class Lake:
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-        self._ledger_cache: dict[str, list[dict[str, Any]]] = {}
+        self.storage = Storage(root)
+        self.ledger = Ledger(self.storage)
+        self.state = LakeState(self.storage)
+
+    def __str__(self) -> str:
+        return self.storage.uri
+
+    @property
+    def remote(self) -> bool:
+        return self.storage.remote
+
+    @property
+    def root(self) -> Path:
+        """The lake's folder, for the operations that need a local filesystem."""
+        if self.storage.remote:
+            raise LakeError(
+                f"{self.storage.uri}: this command needs a lake on a local filesystem "
+                "(on object storage: run, compact, retag, vacuum, sql, status, verify)"
+            )
+        return self.storage.local()
 
     # --- locking and recovery ----------------------------------------------------
 
@@ -100,8 +111,16 @@ class Lake:
         """One writer at a time; the OS drops the lock if the holder dies (even by SIGKILL).
 
         Whoever takes the lock first completes the commits a dead writer left in flight
-        (`recover=False` only for `migrate`, which converts a lake `recover` refuses).
+        (`recover=False` only for `migrate`, which converts a lake `recover` refuses). On
+        an object store there is no lock: the ledger decides at commit time, and the
+        lake's `_state/` is read at the start and written back at the end.
         """
+        if self.storage.remote:
+            with self.state.writing():
+                if recover:
+                    self.recover()
+                yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+") as fh:
             try:
@@ -112,91 +131,66 @@ class Lake:
                 self.recover()
             yield
 
+    def state_path(self, name: str) -> Path:
+        """A file of the lake's `_state/` (pipeline/lake/state.py)."""
+        return self.state.path(name)
+
     def check(self) -> None:
         """LakeError unless every dataset folder present has a readable Delta log."""
-        if (self.root / LEGACY_MANIFESTS).is_dir():
+        if self.storage.is_dir(LEGACY_MANIFESTS):
             raise LakeError(
-                f"{self.root} is a lake in the layout before Delta tables ({LEGACY_MANIFESTS}/): "
+                f"{self} is a lake in the layout before Delta tables ({LEGACY_MANIFESTS}/): "
                 "convert it first with `newsbeam migrate`"
             )
-        folders = [self.root / TABLES[name].folder for name in DATASETS] + [self.root / RUNS]
-        for folder in folders:
-            if not folder.is_dir():
+        for folder in [TABLES[name].folder for name in DATASETS] + [RUNS]:
+            if not self.storage.is_dir(folder):
                 continue
-            if not delta.is_table(folder):
-                if any(folder.glob("**/*.parquet")):
+            if not delta.is_table(self.storage, folder):
+                if self.storage.files(folder, ".parquet"):
                     raise LakeError(
-                        f"{folder} holds data files but no {delta.LOG}/: its transaction log is missing; "
-                        "nothing was written (restore the log from a backup, or move the folder away)"
+                        f"{self.storage.location(folder)} holds data files but no {delta.LOG}/: its "
+                        "transaction log is missing; nothing was written (restore the log from a "
+                        "backup, or move the folder away)"
                     )
                 continue
             try:
-                delta.open_table(folder)
+                delta.open_table(self.storage, folder)
             except delta.LogError as exc:
                 raise LakeError(f"{exc}; nothing was written") from exc
-        data = any(delta.is_table(self.root / TABLES[n].folder) for n in COMMITTED_TABLES)
-        if data and not delta.is_table(self.root / RUNS):
-            raise LakeError(f"{self.root / RUNS} (the commit ledger) is missing; nothing was written")
+        data = any(delta.is_table(self.storage, TABLES[n].folder) for n in COMMITTED_TABLES)
+        if data and not self.ledger.exists():
+            raise LakeError(
+                f"{self.storage.location(RUNS)} (the commit ledger) is missing; nothing was written"
+            )
 
     def recover(self) -> list[str]:
-        """Complete every commit in flight, oldest first; returns their tokens.
-
-        Call only with the lock held.
-        """
+        """Complete every commit in flight, oldest first; returns their tokens. A staged
+        list whose sequence number another writer's commit took is dropped (that writer
+        was told so and stopped). Call only with the lock held."""
         self.check()
         done = []
-        for path in sorted((self.root / COMMITS).glob("*.json")):
-            intent = json.loads(path.read_text(encoding="utf-8"))
+        for rel in self.storage.files(COMMITS, ".json"):
+            intent = json.loads(self.storage.read_bytes(rel) or b"{}")
+            holder = self.ledger.holder(int(intent["seq"]))
+            if holder is not None and holder != intent["token"]:
+                self.storage.delete(rel)
+                continue
             self._apply(intent, None)
             done.append(str(intent["token"]))
-        self._adopt_landed_raw()
+        raw.adopt_orphans(self.storage)
         return done
 
     # --- raw landing ---------------------------------------------------------------
 
     def land_raw(self, records: list[RawFetch], landed_at: datetime) -> str | None:
         """Persist fetched documents before any processing; returns the batch id."""
-        if not records:
-            return None
-        records = sorted(records, key=lambda r: r.raw_id)
-        # From content and fetch times only: landing the same fetches again is the same batch.
-        batch_id = stable_id("batch", *(f"{r.raw_id}@{r.fetched_at.isoformat()}" for r in records))
-        arrow = records_to_table(records, TABLES["raw"], batch_id=batch_id)
-        day = f"{landed_at:%Y-%m-%d}"
-        rel = f"raw/landed_date={day}/batch-{batch_id}.parquet"
-        staged = Path(STAGING) / "raw" / f"batch-{batch_id}.parquet"
-        digest = write_parquet_durable(arrow, self.root / staged)
-        f = StagedFile("raw", day, staged.as_posix(), rel, arrow.num_rows, digest)
-        delta.ensure_table(self.root, TABLES["raw"])
-        self._move_in([f], None)
-        delta.commit_files(self.root, TABLES["raw"], None, [f])
-        return batch_id
+        return raw.land(self.storage, records, landed_at)
 
-    def _adopt_landed_raw(self) -> None:
-        """A batch renamed into `raw/` by a run that died before its log entry is complete
-        (written and fsynced before the rename): it is committed, not lost."""
-        folder = self.root / "raw"
-        files = sorted(folder.glob("landed_date=*/batch-*.parquet"))
-        if not files:
-            return
-        live = set(self.raw_batches().values())
-        orphans = [
-            StagedFile("raw", p.parent.name.split("=", 1)[1], "", p.relative_to(self.root).as_posix(), 0, "")
-            for p in files
-            if p not in live
-        ]
-        if orphans:
-            delta.commit_files(self.root, TABLES["raw"], None, orphans)
+    def raw_batches(self) -> dict[str, str]:
+        """Landed batch id -> its file's location, as the raw table's current version lists them."""
+        return raw.batches(self.storage)
 
-    def raw_batches(self) -> dict[str, Path]:
-        """Landed batch id -> its file, as the raw table's current version lists them."""
-        folder = self.root / "raw"
-        if not delta.is_table(folder):
-            return {}
-        entries = delta.live_adds(delta.open_table(folder))
-        return {Path(e["path"]).stem.removeprefix("batch-"): folder / e["path"] for e in entries}
-
-    def pending_raw_batches(self) -> dict[str, Path]:
+    def pending_raw_batches(self) -> dict[str, str]:
         """Landed batches that no committed run has processed yet."""
         done = {b for m in self.manifests() for b in m.get("raw_batches", [])}
         return {b: p for b, p in self.raw_batches().items() if b not in done}
@@ -205,19 +199,7 @@ class Lake:
 
     def manifests(self) -> list[dict[str, Any]]:
         """Every commit's record (runs and swaps), in commit order."""
-        root = self.root / RUNS
-        if not delta.is_table(root):
-            return []
-        table = delta.open_table(root)
-        records: list[tuple[int, dict[str, Any]]] = []
-        for entry in delta.live_adds(table):
-            cached = self._ledger_cache.get(entry["path"])
-            if cached is None:  # ledger files never change once written: read each once
-                rows = pq.read_table(root / entry["path"], columns=["record"]).column("record").to_pylist()
-                cached = [json.loads(r) for r in rows]
-                self._ledger_cache[entry["path"]] = cached
-            records += [(int(m["seq"]), m) for m in cached]
-        return [m for _, m in sorted(records, key=lambda item: item[0])]
+        return self.ledger.records()
 
     def manifests_by_id(self) -> dict[str, dict[str, Any]]:
         return {m["run_id"]: m for m in self.manifests() if "run_id" in m}
@@ -225,108 +207,77 @@ class Lake:
     def is_committed(self, run_id: str) -> bool:
         return run_id in self.manifests_by_id()
 
-    def _next_seq(self) -> int:
-        return max((int(m["seq"]) for m in self.manifests()), default=0) + 1
-
     def append_ledger(self, seq: int, records: list[dict[str, Any]]) -> None:
-        """Commit ledger rows (one per commit record) at lake commit `seq`, unless already there."""
-        root = self.root / RUNS
-        if delta.is_table(root) and delta.applied_seq(delta.open_table(root)) >= seq:
-            return
-        row = pa.table(
-            {
-                "seq": [int(r["seq"]) for r in records],
-                "kind": [str(r["kind"]) for r in records],
-                "id": [str(r.get("run_id") or r.get("op_id") or "") for r in records],
-                "record": [json.dumps(r, sort_keys=True, default=str) for r in records],
-            },
-            schema=LEDGER_SCHEMA,
-        )
-        name = f"commit-{seq:012d}.parquet"
-        if not delta.is_table(root):
-            delta.create_ledger(root, LEDGER_SCHEMA)
-        write_parquet_durable(row, root / name)
-        delta.commit_ledger_file(root, delta.open_table(root), name, seq)
+        self.ledger.append(seq, records)
 
-    def versions_at(self, as_of: int | datetime | None = None) -> tuple[int, dict[str, int]]:
+    def versions_at(self, as_of: int | datetime) -> tuple[int, dict[str, int]]:
         """The lake commit `as_of` names (a commit's sequence number, or the last commit at
-        or before a time; the newest by default) and each table's Delta version then."""
+        or before a time) and each table's Delta version holding exactly the commits up to it."""
+        try:
+            seq = self.ledger.seq_at(as_of)
+        except ValueError as exc:
+            raise LakeError(str(exc)) from exc
+        versions, tables = {}, 0
+        for name in COMMITTED_TABLES:
+            folder = TABLES[name].folder
+            if delta.is_table(self.storage, folder):
+                tables += 1
+                version = delta.version_at_seq(self.storage, folder, seq)
+                if version is not None:
+                    versions[name] = version
+        if tables and not versions:
+            raise LakeError(
+                f"no table of {self} holds commit {seq} (commits from before `newsbeam migrate` "
+                "are kept in the ledger only)"
+            )
+        return seq, versions
+
+    def latest_versions(self) -> dict[str, int] | None:
+        """Each table's version holding exactly the newest commit: one consistent state even
+        while a commit is being applied table by table (None: no commit yet)."""
         records = self.manifests()
-        if isinstance(as_of, datetime):
-            records = [m for m in records if datetime.fromisoformat(str(m.get("committed_at"))) <= as_of]
-        elif as_of is not None:
-            if not any(int(m["seq"]) == as_of for m in records):
-                raise LakeError(f"no commit {as_of} in {self.root} (see `newsbeam status`)")
-            records = [m for m in records if int(m["seq"]) <= as_of]
-        if not records:
-            raise LakeError(f"{self.root} has no commit at or before {as_of}")
-        versions: dict[str, int] = {}
-        for m in records:
-            versions.update({t: int(v) for t, v in m.get("versions", {}).items()})
-        return int(records[-1]["seq"]), versions
+        return self.versions_at(int(records[-1]["seq"]))[1] if records else None
 
     # --- reading the committed state ------------------------------------------------
 
     def table_version(self, table: str) -> int | None:
-        root = self.root / TABLES[table].folder
-        return int(delta.open_table(root).version()) if delta.is_table(root) else None
+        folder = TABLES[table].folder
+        if not delta.is_table(self.storage, folder):
+            return None
+        return int(delta.open_table(self.storage, folder).version())
 
     def live_files(self, table: str | None = None) -> dict[str, dict[str, Any]]:
         """The committed state: path (from the lake root) -> table, partition, rows, size."""
         live: dict[str, dict[str, Any]] = {}
         for name in [table] if table else COMMITTED_TABLES:  # raw only when asked for
             folder = TABLES[name].folder
-            if not delta.is_table(self.root / folder):
+            if not delta.is_table(self.storage, folder):
                 continue
-            for e in delta.live_adds(delta.open_table(self.root / folder)):
+            for e in delta.live_adds(delta.open_table(self.storage, folder)):
                 rel = f"{folder}/{e['path']}"
                 live[rel] = {**e, "table": name, "path": rel}
         return live
 
-    def committed_files(self, table: str) -> list[Path]:
-        """Paths of the live files of `table`."""
-        return [self.root / p for p in sorted(self.live_files(table))]
+    def committed_files(self, table: str) -> list[str]:
+        """Locations of the live files of `table`."""
+        return [self.storage.location(p) for p in sorted(self.live_files(table))]
 
-    def snapshot_files(self, table: str, version: int | str | datetime | None = None) -> list[Path]:
+    def snapshot_files(self, table: str, version: int | str | datetime | None = None) -> list[str]:
         """Files of one version of `table` (the current one by default): they stay in place
         while writers commit, until `vacuum` removes what no recent version lists."""
-        root = self.root / TABLES[table].folder
-        if not delta.is_table(root):
+        folder = TABLES[table].folder
+        if not delta.is_table(self.storage, folder):
             return []
-        return [root / e["path"] for e in delta.live_adds(delta.open_table(root, version))]
-
-    def state_path(self, name: str) -> Path:
-        return self.root / STATE / name
+        entries = delta.live_adds(delta.open_table(self.storage, folder, version))
+        return [self.storage.location(f"{folder}/{e['path']}") for e in entries]
 
     # --- commit ----------------------------------------------------------------------
-
-    def _move_in(self, files: list[StagedFile], kill_at: str | None) -> None:
-        """Rename each staged file into its table folder; each directory fsynced once."""
-        todo = []
-        for f in files:
-            src, dst = self.root / f.staged_path, self.root / f.final_path
-            if f.staged_path and src.exists():
-                todo.append((src, dst))
-            elif not dst.exists():
-                raise FileNotFoundError(f"staged file vanished before commit: {src}")
-            # else: moved by an earlier attempt of the same commit
-        created: list[Path] = []
-        for _, dst in todo:
-            created += new_dirs(dst.parent)
-        for parent in sorted({d.parent for d in created}):
-            fsync_dir(parent)
-        for n, (src, dst) in enumerate(todo):
-            if n == 1:
-                kill_point(kill_at, "between_moves")
-            os.replace(src, dst)
-        for folder in sorted({dst.parent for _, dst in todo}):
-            fsync_dir(folder)
 
     def _begin(
         self, token: str, record: dict[str, Any], staged: list[StagedFile], replaced: dict[str, list[str]]
     ) -> dict[str, Any]:
-        """Write the commit's staged list: from here on the commit will complete."""
-        seq = self._next_seq()
+        """Write the commit's staged list."""
+        seq = max([self.ledger.applied_seq(), *(int(m["seq"]) for m in self.manifests())]) + 1
         # When it was committed: what `sql --as-of TIME` selects by (never a row's value).
         record = {"committed_at": datetime.now(timezone.utc).isoformat(), **record, "seq": seq}
         intent = {
@@ -336,14 +287,23 @@ class Lake:
             "replaced": replaced,
             "record": record,
         }
-        if not delta.is_table(self.root / RUNS):  # the ledger exists before any table
-            delta.create_ledger(self.root / RUNS, LEDGER_SCHEMA)
-        make_dirs(self.root / COMMITS)
-        write_json_atomic(self.root / COMMITS / f"{seq:012d}-{token}.json", intent)
+        self.ledger.create()
+        for name in sorted({f.table for f in staged} | set(replaced)):  # no table folder without a log
+            delta.ensure_table(self.storage, TABLES[name])
+        self.storage.write_bytes(self._intent(seq, token), json.dumps(intent, sort_keys=True).encode())
         return intent
+
+    def _intent(self, seq: int, token: str) -> str:
+        return f"{COMMITS}/{seq:012d}-{token}.json"
 
     def _apply(self, intent: dict[str, Any], kill_at: str | None) -> dict[str, Any]:
         seq, token = int(intent["seq"]), str(intent["token"])
+        record = dict(intent["record"])
+        try:
+            self.ledger.append(seq, [record])
+        except LedgerConflict as exc:
+            self.storage.delete(self._intent(seq, token))
+            raise LakeBusy(f"{exc}: nothing of this commit was applied; run again") from exc
         files = [
             StagedFile(
                 e["table"],
@@ -356,33 +316,21 @@ class Lake:
             )
             for e in intent["files"]
         ]
-        for name in sorted({f.table for f in files}):  # a table folder never holds files without a log
-            delta.ensure_table(self.root, TABLES[name])
-        self._move_in(files, kill_at)
+        move_in(self.storage, files, kill_at)
         kill_point(kill_at, "before_manifest")
-        metadata = {"newsbeam.kind": str(intent["record"]["kind"]), "newsbeam.id": token}
+        metadata = {"newsbeam.kind": str(record["kind"]), "newsbeam.id": token}
         replaced: dict[str, list[str]] = intent.get("replaced", {})
-        record = dict(intent["record"])
-        record["versions"] = {}
         for name in sorted({f.table for f in files} | set(replaced)):
             table_files = [f for f in files if f.table == name]
-            delta.commit_files(self.root, TABLES[name], seq, table_files, replaced.get(name, ()), metadata)
-            # The version holding this commit (a rolled-forward one was the last to write it).
-            record["versions"][name] = self.table_version(name)
+            delta.commit_files(self.storage, TABLES[name], seq, table_files, replaced.get(name, ()), metadata)
             kill_point(kill_at, "between_tables")
-        self.append_ledger(seq, [record])
         kill_point(kill_at, "after_manifest")
-        (self.root / COMMITS / f"{seq:012d}-{token}.json").unlink(missing_ok=True)
-        for f in files:
-            self._remove_staging(f.staged_path)
+        self.storage.delete(self._intent(seq, token))
+        for staged in {
+            Path(f.staged_path).parts[1] for f in files if f.staged_path.startswith(STAGING + "/")
+        }:
+            self.storage.delete_dir(f"{STAGING}/{staged}")
         return record
-
-    def _remove_staging(self, staged_path: str) -> None:
-        parts = Path(staged_path).parts
-        if len(parts) > 1 and parts[0] == STAGING:
-            import shutil
-
-            shutil.rmtree(self.root / STAGING / parts[1], ignore_errors=True)
 
     def commit(
         self,
@@ -392,9 +340,9 @@ class Lake:
         info: Mapping[str, Any] | None = None,
         kill_at: str | None = None,
     ) -> dict[str, Any]:
-        """Commit a run's staged files to every table, then its ledger row. Idempotent by
-        run id: called again (a retried bundle, a rerun after a crash) it neither
-        duplicates nor drops."""
+        """Commit a run's staged files: its ledger row, then every table. Idempotent by run
+        id: called again (a retried bundle, a rerun after a crash) it neither duplicates
+        nor drops."""
         existing = self.manifests_by_id().get(run_id)
         if existing is not None:
             return existing

@@ -31,9 +31,10 @@ def problems(config_path: Path | None, override: Callable[[RunConfig], RunConfig
     if not config.seeds_dir.is_dir():
         found.append(f"seeds_dir {config.seeds_dir} is not a folder")
     output = config.output_dir
-    existing = next((p for p in (output, *output.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
-        found.append(f"output_dir {output} cannot be created or written (nearest existing: {existing})")
+    if isinstance(output, Path):  # an object store is checked by the first write to it
+        existing = next((p for p in (output, *output.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+            found.append(f"output_dir {output} cannot be created or written (nearest existing: {existing})")
     return found
 
 

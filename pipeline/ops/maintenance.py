@@ -23,7 +23,10 @@ import pyarrow.parquet as pq
 
 from pipeline.lake import delta
 from pipeline.lake.files import STAGING, StagedFile, stage_rows, staged_from_json
-from pipeline.lake.store import COMMITTED_TABLES, RUNS, STATE, Lake
+from pipeline.lake.ledger import RUNS
+from pipeline.lake.state import STATE
+from pipeline.lake.storage import parent_name
+from pipeline.lake.store import COMMITTED_TABLES, Lake
 from pipeline.tagging.taxonomy import Taxonomy, load_taxonomy
 from schemas.arrow import TABLES, Table
 from schemas.ids import stable_id
@@ -97,9 +100,9 @@ def compact(
             rows = sum(live[r]["rows"] for r in rels)
             if len(rels) <= max(1, -(-rows // max_rows_per_file)):
                 continue
-            merged = read_files([lake.root / r for r in rels], table)
+            merged = read_files([lake.storage.location(r) for r in rels], table)
             token = "compact-" + stable_id("compact", *rels)
-            staged = stage_rows(lake.root, token, table, partition, merged, max_rows_per_file)
+            staged = stage_rows(lake.storage.uri, token, table, partition, merged, max_rows_per_file)
             replacements[(name, partition)] = staged
             result.partitions += 1
             result.files_before += len(rels)
@@ -124,8 +127,8 @@ class ReplayResult:
 RunGraph = Callable[[Any], None]  # runs a RunPlan to completion
 
 
-def _landed_date(path: Path) -> str:
-    return path.parent.name.split("=", 1)[1]
+def _landed_date(location: str) -> str:
+    return parent_name(location).split("=", 1)[1]
 
 
 def runs_to_replay(lake: Lake, since: date, until: date) -> list[dict[str, Any]]:
@@ -186,13 +189,13 @@ def replay_run(
         (name, partition)
         for name, partitions in files_of.items()
         for partition, rels in partitions.items()
-        if any(run_id in _runs_in(lake.root / r) for r in rels)
+        if any(run_id in _runs_in(lake.storage.location(r)) for r in rels)
     }
     replacements = {}
     for name, partition in sorted(touched):
         table = TABLES[name]
         rels = files_of[name].get(partition, [])
-        current = read_files([lake.root / r for r in rels], table)
+        current = read_files([lake.storage.location(r) for r in rels], table)
         kept = current.filter(pc.not_equal(current.column("run_id"), run_id))
         replacements[(name, partition)] = _replacement(lake, table, partition, rels, kept, current, fresh)
     changed = {k: v for k, v in replacements.items() if v is not None}
@@ -213,12 +216,14 @@ def _replacement(
     fresh: dict[tuple[str, str], StagedFile],
 ) -> list[StagedFile] | None:
     new = fresh.get((table.name, partition))
-    parts = [kept] + ([conform(pq.read_table(lake.root / new.staged_path), table.schema)] if new else [])
+    parts = [kept] + (
+        [conform(pq.read_table(lake.storage.location(new.staged_path)), table.schema)] if new else []
+    )
     combined = pa.concat_tables(parts).sort_by([(table.sort_key, "ascending"), ("run_id", "ascending")])
     if combined.equals(current):
         return None
     token = "replay-" + stable_id("replay", table.name, partition, *rels)
-    return stage_rows(lake.root, token, table, partition, combined, DEFAULT_MAX_ROWS_PER_FILE)
+    return stage_rows(lake.storage.uri, token, table, partition, combined, DEFAULT_MAX_ROWS_PER_FILE)
 
 
 def replay(
@@ -279,13 +284,16 @@ def vacuum(
       batch no run has processed is never deleted.
     """
     result = VacuumResult()
-    staging = lake.root / STAGING
-    if staging.is_dir():
-        for child in sorted(staging.iterdir()):
-            if child.name == "commits" and any(child.iterdir()):
-                continue  # in flight: never, under the lock (its recovery completed them)
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-            result.staging.append(child.relative_to(lake.root).as_posix())
+    storage = lake.storage
+    # Commits in flight are never left under the lock (its recovery completed them).
+    leftovers = {"/".join(rel.split("/")[:2]) for rel in storage.files(STAGING)}
+    for child in sorted(leftovers):
+        storage.delete_dir(child) if storage.is_dir(child) else storage.delete(child)
+        result.staging.append(child)
+    if storage.is_dir(STAGING) and not storage.remote:
+        for empty in sorted(lake.root.joinpath(STAGING).iterdir()):
+            shutil.rmtree(empty, ignore_errors=True)
+            result.staging.append(f"{STAGING}/{empty.name}")
 
     if raw_retention_days is not None:
         oldest_kept = (now - timedelta(days=raw_retention_days)).date().isoformat()
@@ -297,7 +305,7 @@ def vacuum(
         )
         if old:  # one file per batch: whole files leave the raw table, none is rewritten
             listed = ", ".join(f"'{b}'" for b in old)
-            delta.open_table(lake.root / TABLES["raw"].folder).delete(f"batch_id IN ({listed})")
+            delta.open_table(storage, TABLES["raw"].folder).delete(f"batch_id IN ({listed})")
             result.raw_batches = old
 
     # Delta's vacuum counts whole hours back from the clock: the grace, less how far `now`
@@ -305,10 +313,9 @@ def vacuum(
     ahead = max(timedelta(0), now - utc_now())
     hours = max(0, math.ceil((grace - ahead).total_seconds() / 3600))
     for name in (*COMMITTED_TABLES, "raw"):
-        root = lake.root / TABLES[name].folder
-        if not delta.is_table(root):
+        if not delta.is_table(storage, TABLES[name].folder):
             continue
-        table = delta.open_table(root)
+        table = delta.open_table(storage, TABLES[name].folder)
         table.create_checkpoint()
         # Raw batches are read only by writers (under the lock): no reader to wait for.
         keep = 0 if name == "raw" else hours
@@ -332,9 +339,11 @@ def snapshot_dataset(lake: Lake, name: str, version: int | None = None) -> ds.Da
     """A pyarrow dataset of one committed state of `name`, every schema version unified."""
     table = TABLES[name]
     schema = pa.unify_schemas([table.schema, _partition_schema(table)])
-    files = [str(p) for p in lake.snapshot_files(name, version)]
+    files = [lake.storage.fs_path(p) for p in lake.snapshot_files(name, version)]
     partitioning = ds.partitioning(_partition_schema(table), flavor="hive")
-    return ds.dataset(files, schema=schema, format="parquet", partitioning=partitioning)
+    return ds.dataset(
+        files, schema=schema, format="parquet", partitioning=partitioning, filesystem=lake.storage.fs
+    )
 
 
 def duckdb_source(lake: Lake, name: str, version: int | None = None) -> str | None:
@@ -351,15 +360,16 @@ def duckdb_source(lake: Lake, name: str, version: int | None = None) -> str | No
     )
 
 
-def require_lake(lake: Lake) -> None:
+def require_lake(lake: Lake, check: bool = True) -> None:
     """MaintenanceError unless `lake.root` is a lake a run has written: reading or
     operating on any other folder would only show empty tables."""
-    if not (lake.root / RUNS).is_dir() and not (lake.root / STATE).is_dir():
+    if not lake.storage.is_dir(RUNS) and not lake.storage.is_dir(STATE):
         raise MaintenanceError(
-            f"{lake.root} is not a newsbeam lake (no {RUNS}/ or {STATE}/): "
+            f"{lake} is not a newsbeam lake (no {RUNS}/ or {STATE}/): "
             "give the output folder of a run with --output or `output_dir`"
         )
-    lake.check()
+    if check:
+        lake.check()
 
 
 def label_tables(taxonomy: Taxonomy) -> dict[str, pa.Table]:
@@ -394,17 +404,20 @@ def snapshot_connection(
     import duckdb
 
     require_lake(lake)
-    versions: dict[str, int] | None = None
-    if as_of is not None:
-        _, versions = lake.versions_at(as_of)
+    # Every view at the same commit: the one named, or the newest.
+    versions = lake.versions_at(as_of)[1] if as_of is not None else lake.latest_versions()
     con = duckdb.connect()
     for name, table in label_tables(taxonomy or load_taxonomy()).items():
         con.register(name, table)
     for name in _READ_TABLES:
+        version = versions.get(name) if versions is not None else None
         if versions is not None and name not in versions:
             source = None  # the table had no commit yet then
+        elif lake.remote:  # DuckDB reads the object store through pyarrow's filesystem
+            con.register(f"_delta_{name}", snapshot_dataset(lake, name, version))
+            source = f"_delta_{name}"
         else:
-            source = duckdb_source(lake, name, versions[name] if versions is not None else None)
+            source = duckdb_source(lake, name, version)
         if source is None:
             table = TABLES[name]
             empty = pa.unify_schemas([table.schema, _partition_schema(table)]).empty_table()
@@ -412,7 +425,18 @@ def snapshot_connection(
             source = f"_empty_{name}"
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM {source}")
     raw = sorted(lake.raw_batches().values())
-    if raw:
+    if raw and lake.remote:
+        raw_schema = pa.unify_schemas([TABLES["raw"].schema, _partition_schema(TABLES["raw"])])
+        raw_set = ds.dataset(
+            [lake.storage.fs_path(p) for p in raw],
+            schema=raw_schema,
+            format="parquet",
+            partitioning=ds.partitioning(_partition_schema(TABLES["raw"]), flavor="hive"),
+            filesystem=lake.storage.fs,
+        )
+        con.register("_delta_raw", raw_set)
+        con.execute("CREATE VIEW raw AS SELECT * FROM _delta_raw")
+    elif raw:
         listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in raw)
         con.execute(
             f"CREATE VIEW raw AS SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
@@ -447,10 +471,9 @@ def table_lines(lake: Lake) -> Iterator[str]:
     """Each Delta table: its version, live files and rows, and its last operation."""
     yield f"  {'TABLE':<12} {'VERSION':>7} {'FILES':>6} {'ROWS':>9} LAST OPERATION"
     for name in (*COMMITTED_TABLES, "raw"):
-        root = lake.root / TABLES[name].folder
-        if not delta.is_table(root):
+        if not delta.is_table(lake.storage, TABLES[name].folder):
             continue
-        table = delta.open_table(root)
+        table = delta.open_table(lake.storage, TABLES[name].folder)
         adds = delta.live_adds(table)
         last = table.history(1)[0] if table.version() > 0 else {}
         when = datetime.fromtimestamp(int(last.get("timestamp", 0)) / 1000, timezone.utc).isoformat()[:19]
@@ -480,7 +503,7 @@ def status_report(lake: Lake, last: int = 10, names: dict[str, str] | None = Non
     require_lake(lake)
     pending = lake.pending_raw_batches()
     live = lake.live_files()
-    lines = [f"lake {lake.root}: {len(live)} live files, {len(pending)} raw batches pending", "tables:"]
+    lines = [f"lake {lake}: {len(live)} live files, {len(pending)} raw batches pending", "tables:"]
     lines += list(table_lines(lake))
     lines.append("runs:")
     lines += list(run_lines(lake, last))

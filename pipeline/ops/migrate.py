@@ -21,7 +21,8 @@ from typing import Any
 from connectors.state import fsync_dir
 from pipeline.lake import delta
 from pipeline.lake.files import StagedFile, make_dirs
-from pipeline.lake.store import COMMITTED_TABLES, LEGACY_MANIFESTS, STATE, Lake
+from pipeline.lake.state import STATE
+from pipeline.lake.store import COMMITTED_TABLES, LEGACY_MANIFESTS, Lake
 from pipeline.ops.maintenance import MaintenanceError, utc_now
 from schemas.arrow import TABLES
 
@@ -85,7 +86,7 @@ def migrate(lake: Lake) -> MigrateResult:
         files = [
             StagedFile(name, e["partition"], "", e["path"], e["rows"], e.get("sha256", "")) for e in entries
         ]
-        delta.commit_files(root, TABLES[name], seq, files, (), {"newsbeam.kind": "migrate"})
+        delta.commit_files(lake.storage, TABLES[name], seq, files, (), {"newsbeam.kind": "migrate"})
         versions[name] = lake.table_version(name) or 0
         result.files[name] = len(files)
     raw = sorted((root / "raw").glob("landed_date=*/batch-*.parquet"))
@@ -94,7 +95,7 @@ def migrate(lake: Lake) -> MigrateResult:
             StagedFile("raw", p.parent.name.split("=", 1)[1], "", p.relative_to(root).as_posix(), 0, "")
             for p in raw
         ]
-        delta.commit_files(root, TABLES["raw"], None, batches)
+        delta.commit_files(lake.storage, TABLES["raw"], None, batches)
     result.raw_batches = len(raw)
     records.append(
         {

@@ -90,14 +90,14 @@ def retag(
         if not since <= date.fromisoformat(partition) <= until:
             continue
         result.partitions_read += 1
-        current = read_files([lake.root / r for r in rels], ARTICLES)
+        current = read_files([lake.storage.location(r) for r in rels], ARTICLES)
         retagged = retag_table(current, tagger)
         result.rows += retagged.num_rows
         if retagged.equals(current):
             continue
         token = "retag-" + stable_id("retag", tagger.taxonomy.version, *rels)
         replacements[(ARTICLES.name, partition)] = stage_rows(
-            lake.root, token, ARTICLES, partition, retagged, max_rows_per_file
+            lake.storage.uri, token, ARTICLES, partition, retagged, max_rows_per_file
         )
         result.partitions_replaced += 1
     if replacements:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from pipeline.lake import delta
-from pipeline.lake.store import DATASETS, RUNS, Lake
+from pipeline.lake.ledger import RUNS
+from pipeline.lake.store import DATASETS, Lake
 from schemas.arrow import TABLES
 
 
@@ -24,27 +25,27 @@ def verify(lake: Lake) -> VerifyResult:
     folders = {name: TABLES[name].folder for name in DATASETS}
     folders[RUNS] = RUNS
     for name, folder in folders.items():
-        root = lake.root / folder
-        if not root.is_dir():
+        if not lake.storage.is_dir(folder):
             continue
         try:
-            entries = delta.live_adds(delta.open_table(root))
+            entries = delta.live_adds(delta.open_table(lake.storage, folder))
         except delta.LogError as exc:
             result.problems.append((folder, str(exc)))
             continue
         result.tables[name] = len(entries)
         for e in entries:
             rel = f"{folder}/{e['path']}"
-            path = root / e["path"]
-            if not path.is_file():
+            storage = lake.storage
+            if not storage.exists(rel):
                 result.problems.append((rel, "missing"))
                 continue
-            size = path.stat().st_size
+            size = storage.size(rel)
             if size != e["size"]:
                 result.problems.append((rel, f"{size} bytes, the log records {e['size']}"))
                 continue
             try:
-                rows = pq.read_metadata(path).num_rows
+                with storage.open_input(rel) as fh:
+                    rows = pq.read_metadata(fh).num_rows
             except Exception as exc:  # any unreadable footer, whatever pyarrow raises
                 result.problems.append((rel, f"not readable as Parquet ({str(exc).splitlines()[0]})"))
                 continue

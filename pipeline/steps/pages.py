@@ -61,7 +61,7 @@ class LandedPages:
     to_remember: tuple[tuple[str, datetime], ...] = ()  # (link, fetched_at), once committed
 
 
-def landed_pages(batch_files: Iterable[Path]) -> LandedPages:
+def landed_pages(batch_files: Iterable[str | Path]) -> LandedPages:
     urls: set[str] = set()
     remember: list[tuple[str, datetime]] = []
     for path in batch_files:

@@ -10,11 +10,11 @@ outputs of a ParDo into one collection, so every consumer would see them all.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -24,8 +24,8 @@ from apache_beam.metrics import Metrics
 from connectors.articles import PAGE_KIND
 from connectors.feeds import ParseResult, parse_feed_bytes
 from connectors.seeds import parse_seed
-from connectors.state import write_json_atomic
 from pipeline.lake.files import STAGING, StagedFile, stage_partition, staged_to_json
+from pipeline.lake.storage import Storage
 from pipeline.lake.store import Lake
 from pipeline.steps.clean import clean_entry, make_reject
 from pipeline.tagging.tagger import Tagger
@@ -383,11 +383,6 @@ class StageTable(beam.PTransform):
         )
 
 
-def staged_list_path(output_dir: str, run_id: str) -> str:
-    """Where a run that only stages (a replay) lists its staged files for the driver."""
-    return f"{output_dir}/{STAGING}/{run_id}/staged.json"
-
-
 def _commit(
     staged: list[StagedFile],
     output_dir: str,
@@ -398,7 +393,8 @@ def _commit(
     stage_only: bool,
 ) -> str:
     if stage_only:
-        write_json_atomic(Path(staged_list_path(output_dir, run_id)), staged_to_json(staged))
+        listed = json.dumps(staged_to_json(staged), sort_keys=True).encode()
+        Storage(output_dir).write_bytes(f"{STAGING}/{run_id}/staged.json", listed)
     else:
         Lake(output_dir).commit(run_id, raw_batches, staged, info, kill_at)
     return run_id
