@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from connectors.http import FeedSource
 from connectors.state import FeedState
@@ -24,6 +25,7 @@ from pipeline.lake.files import KILL_ENV
 from pipeline.lake.store import Lake
 from pipeline.run import run_cycle
 from pipeline.streaming.windows import WindowReport, due_at, due_feeds, run_stream, stream_options
+from schemas.arrow import TABLES
 from tests.conftest import ROOT, make_config
 from tests.feedserver import Route
 from tests.lakeread import snapshot_duck_rows
@@ -204,9 +206,16 @@ def test_run_and_stream_take_turns_without_duplicating(
         growing.publish()
         before = len(Lake(config.output_dir).manifests())
         step(config)
-        assert len(Lake(config.output_dir).manifests()) == before + 1, (
-            f"{step.__name__} committed the new item"
-        )
+        records = Lake(config.output_dir).manifests()
+        assert len(records) == before + 1, f"{step.__name__} committed the new item"
+        # The window (or pane) is one Delta transaction in each table it wrote.
+        for table in ("articles", "dedup_index"):
+            seqs = [
+                int(h["newsbeam.seq"])
+                for h in DeltaTable(str(config.output_dir / TABLES[table].folder)).history()
+                if "newsbeam.seq" in h
+            ]
+            assert seqs.count(records[-1]["seq"]) == 1, (step.__name__, table, seqs)
     run_cycle(config)  # nothing new: a 304 or an unchanged body
     stream_once(config)
 
