@@ -14,8 +14,8 @@ import apache_beam as beam
 
 from pipeline.dedup.decide import Member, group_links, member, member_keys, resolve_links
 from pipeline.dedup.near import NearDupSettings
+from pipeline.steps.common import split_by_type
 from pipeline.steps.deduplicate import _route, signature_scheme
-from pipeline.steps.transforms import split_by_type
 from schemas.records import Article, Duplicate, IndexEntry
 
 

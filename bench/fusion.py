@@ -30,7 +30,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import pipeline.steps.transforms as transforms
+import pipeline.steps.parse as transforms
 from bench.corpus import write_corpus
 from connectors.seeds import read_seed_dir
 from schemas.records import Entry, RawFetch

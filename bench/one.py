@@ -19,7 +19,8 @@ from pipeline.lake.files import stage_partition
 from pipeline.run import run_cycle
 from pipeline.steps.clean import clean_entry
 from pipeline.steps.deduplicate import index_entry, signature_scheme
-from pipeline.steps.transforms import clean_or_reject, parse_raw, tag_article
+from pipeline.steps.parse import clean_or_reject, parse_raw
+from pipeline.steps.tag import tag_article
 from pipeline.tagging.tagger import Tagger, load_taxonomy
 from schemas.records import Article, IndexEntry, Reject
 

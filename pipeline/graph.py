@@ -16,16 +16,12 @@ import apache_beam as beam
 
 from connectors.articles import PAGE_KIND, ArticleSettings
 from pipeline.dedup.near import NearDupSettings
+from pipeline.steps.commit import CommitRun, StageTable
 from pipeline.steps.deduplicate import DeduplicateArticles
 from pipeline.steps.pages import JoinArticlePages
-from pipeline.steps.transforms import (
-    CleanArticles,
-    CommitRun,
-    ParseAndClean,
-    ReadRawBatches,
-    StageTable,
-    TagTopics,
-)
+from pipeline.steps.parse import CleanArticles, ParseAndClean
+from pipeline.steps.read import ReadRawBatches
+from pipeline.steps.tag import TagTopics
 from pipeline.tagging.tagger import Tagger
 from schemas.records import RawFetch
 

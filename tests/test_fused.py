@@ -22,17 +22,8 @@ from connectors.articles import PAGE_KIND, ArticleSettings
 from connectors.seeds import read_seed_dir
 from pipeline.lake.store import Lake
 from pipeline.steps.pages import JoinArticlePages
-from pipeline.steps.transforms import (
-    RAW_GROUPS,
-    CleanArticles,
-    ParseAndClean,
-    ParseEntries,
-    ReadRawBatches,
-    clean_or_reject,
-    one_per_fetch,
-    parse_raw,
-    raw_group,
-)
+from pipeline.steps.parse import CleanArticles, ParseAndClean, ParseEntries, clean_or_reject, parse_raw
+from pipeline.steps.read import RAW_GROUPS, ReadRawBatches, one_per_fetch, raw_group
 from schemas.records import Article, Entry, RawFetch, Reject
 from tests.conftest import FIXTURES, ROOT
 

@@ -89,7 +89,7 @@ def test_two_writers_committing_at_once_one_wins_and_the_other_stops_without_cha
     out = s3.uri("race")
     setup = Lake(out)
     setup.commit("0" * 32, [], [stage_partition(out, "0" * 32, "rejects", "2024-06-18", _rejects("zero"))])
-    barrier = threading.Barrier(2, timeout=30)
+    barrier = threading.Barrier(2, timeout=120)
     original = Ledger.append
 
     def append_together(self: Ledger, seq: int, records: list) -> None:

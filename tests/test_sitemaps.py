@@ -32,7 +32,7 @@ from connectors.state import FeedState
 from pipeline.run import EXIT_OK, run_cycle
 from pipeline.steps.clean import clean_entry
 from pipeline.steps.pages import wants_pages
-from pipeline.steps.transforms import parse_raw
+from pipeline.steps.parse import parse_raw
 from schemas.records import Article, RawFetch, Reject
 from tests.conftest import FAST_HTTP, FIXTURES, feed_fixture, make_config
 from tests.feedserver import FeedServer, Route

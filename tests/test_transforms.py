@@ -19,7 +19,8 @@ from pipeline.lake.files import stage_partition
 from pipeline.lake.store import Lake
 from pipeline.steps.clean import clean_entry
 from pipeline.steps.deduplicate import DeduplicateArticles
-from pipeline.steps.transforms import CleanArticles, ParseEntries, TagTopics, _TagDoFn
+from pipeline.steps.parse import CleanArticles, ParseEntries
+from pipeline.steps.tag import TagDoFn, TagTopics
 from pipeline.tagging.tagger import Tagger, load_taxonomy
 from schemas.records import Article, Entry, IndexEntry, RawFetch
 
@@ -218,7 +219,7 @@ def test_tag_topics_keeps_only_wanted_topics_and_rejects_the_rest(tagger: Tagger
 
 def test_tag_dofn_travels_without_its_tagger_and_shares_one_per_taxonomy(tagger: Tagger) -> None:
     # A runner that unpickles the DoFn for every bundle must not rebuild the automaton each time.
-    fn = pickler.dumps(_TagDoFn(tagger, ()))
+    fn = pickler.dumps(TagDoFn(tagger, ()))
     first, second = pickler.loads(fn), pickler.loads(fn)
     assert first.tagger is None  # what travels is the taxonomy
     first.setup()
@@ -227,7 +228,7 @@ def test_tag_dofn_travels_without_its_tagger_and_shares_one_per_taxonomy(tagger:
     assert first.tagger is not None and first.tagger.taxonomy == tagger.taxonomy
 
     revised = dataclasses.replace(tagger.taxonomy, version="revised", topics=tagger.taxonomy.topics[:1])
-    other = pickler.loads(pickler.dumps(_TagDoFn(Tagger(revised), ())))
+    other = pickler.loads(pickler.dumps(TagDoFn(Tagger(revised), ())))
     other.setup()
     assert other.tagger is not first.tagger
     assert other.tagger is not None and [t.id for t in other.tagger.taxonomy.topics] == [
@@ -272,7 +273,7 @@ def test_parse_and_clean_hostile_feeds_route_problems_to_dead_letters() -> None:
 
 
 def test_commit_run_commits_every_staged_file_and_a_run_that_staged_nothing(tmp_path: Path) -> None:
-    from pipeline.steps.transforms import CommitRun, StageTable
+    from pipeline.steps.commit import CommitRun, StageTable
     from tests.factories import make_article
 
     articles = [make_article(url=f"https://n.example/{n}", title=f"Story {n}", position=n) for n in range(3)]

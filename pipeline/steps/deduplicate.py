@@ -40,10 +40,9 @@ from pipeline.dedup.decide import (
     shard_summary,
 )
 from pipeline.dedup.near import NearDupSettings
-from pipeline.steps.transforms import split_by_type
+from pipeline.steps.common import NAMESPACE, split_by_type
 from schemas.records import Article, Duplicate, IndexEntry
 
-NAMESPACE = "newsbeam"
 _PARTITION = re.compile(r"published_date=(\d{4}-\d{2}-\d{2})")
 INDEX_BATCH = 5000  # index members per element
 

@@ -22,7 +22,6 @@ from typing import Any
 import apache_beam as beam
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from apache_beam.metrics import Metrics
 
 from connectors.articles import (
     PAGE_KIND,
@@ -43,10 +42,10 @@ from connectors.fetch import HttpSettings
 from connectors.http import FetchOutcome, per_document
 from pipeline.lake.store import Lake
 from pipeline.steps.clean import clean_title, fold_text, html_to_text, normalize_text
+from pipeline.steps.common import count
 from schemas.ids import sha256_hex, stable_id
 from schemas.records import Entry, RawFetch, Reject
 
-NAMESPACE = "newsbeam"
 STAGE = "article"
 PAGES_STATE = "article_pages.json"  # under _state/: pages fetched by committed runs
 
@@ -121,10 +120,6 @@ def fetch_new_pages(
 
 
 # --- graph ----------------------------------------------------------------
-
-
-def _count(name: str) -> None:
-    Metrics.counter(NAMESPACE, name).inc()
 
 
 def _page_order(page: RawFetch) -> tuple[Any, ...]:
@@ -210,9 +205,9 @@ class _JoinDoFn(beam.DoFn):
         entries, pages = list(groups["entries"]), list(groups["pages"])
         for out in join_page(url, entries, pages, self.min_chars):
             if isinstance(out, Reject):
-                _count(f"rejected.{STAGE}.{out.reason}")
+                count(f"rejected.{STAGE}.{out.reason}")
             elif all(out is not e for e in entries):
-                _count("article_pages.joined")
+                count("article_pages.joined")
             yield out
 
 

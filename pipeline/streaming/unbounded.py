@@ -64,7 +64,8 @@ from pipeline.lake.files import STAGING, kill_point, stage_partition
 from pipeline.lake.store import Lake
 from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options
 from pipeline.steps.deduplicate import read_index_members, route_article, signature_scheme
-from pipeline.steps.transforms import clean_or_reject, parse_raw, tag_article
+from pipeline.steps.parse import clean_or_reject, parse_raw
+from pipeline.steps.tag import tag_article
 from pipeline.streaming.windows import due_at, feed_interval
 from pipeline.tagging.tagger import Tagger
 from pipeline.tagging.taxonomy import record_version
