@@ -8,7 +8,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from bench.dedup_corpus import _vocabulary
+from bench.dedup_corpus import vocabulary
 
 SENTENCES = [
     "Russian Defence Minister Andrei Belousov held talks with Kim Jong Un in Pyongyang on artillery.",
@@ -29,7 +29,7 @@ SENTENCES = [
 def paragraph(rnd: random.Random) -> str:
     """One news sentence (for the tagger) and filler words: every article is distinct,
     so deduplication keeps them all and the run writes every one."""
-    vocab, cum_weights = _vocabulary()
+    vocab, cum_weights = vocabulary()
     return f"{rnd.choice(SENTENCES)} {' '.join(rnd.choices(vocab, cum_weights=cum_weights, k=45))}."
 
 

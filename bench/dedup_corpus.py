@@ -23,7 +23,7 @@ WORDS_PER_ARTICLE = 400  # about 2.5 KB of text
 
 
 @lru_cache(maxsize=1)
-def _vocabulary() -> tuple[list[str], list[float]]:
+def vocabulary() -> tuple[list[str], list[float]]:
     """Words with Zipf-distributed cumulative weights."""
     rnd = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -33,7 +33,7 @@ def _vocabulary() -> tuple[list[str], list[float]]:
 
 
 def _edit(words: list[str], share: float, rnd: random.Random) -> list[str]:
-    vocab, weights = _vocabulary()
+    vocab, weights = vocabulary()
     out = list(words)
     for _ in range(int(len(out) * share)):
         op, i = rnd.random(), rnd.randrange(len(out))
@@ -70,7 +70,7 @@ def _article(n: int, words: list[str], source: str) -> Article:
 
 def shard(index: int, size: int) -> list[tuple[Article, str | None, str | None]]:
     """(article, planted kind or None, id of the original it copies or None)."""
-    vocab, weights = _vocabulary()
+    vocab, weights = vocabulary()
     rnd = random.Random(1000 + index)
     out: list[tuple[Article, str | None, str | None]] = []
     originals: list[tuple[Article, list[str]]] = []

@@ -43,7 +43,7 @@ UNCOMMITTED = ["polled", "landed", "staging_write", "before_moves", "between_mov
 COMMITTED = ["after_manifest", "committed"]
 
 
-def _write_seeds(folder: Path, files: dict[str, str]) -> None:
+def write_seeds(folder: Path, files: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -68,8 +68,8 @@ def lakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A lake after the first run (the template every case starts from), and the state an
     uninterrupted second run leaves."""
     base = tmp_path_factory.mktemp("crash")
-    _write_seeds(base / "one" / "seeds", FIRST)
-    _write_seeds(base / "two" / "seeds", {**FIRST, **SECOND})
+    write_seeds(base / "one" / "seeds", FIRST)
+    write_seeds(base / "two" / "seeds", {**FIRST, **SECOND})
     template = make_config(base / "one", base / "one" / "seeds")
     run_cycle(template, clock=run_clock)
     clean = make_config(base, base / "two" / "seeds", out="clean")

@@ -28,7 +28,7 @@ from schemas.records import RawFetch
 from tests.conftest import ROOT, make_config
 from tests.factories import make_article
 from tests.lakeread import delta_count, glob_duck_count, snapshot_arrow, snapshot_duck_rows
-from tests.test_crash import FIRST, SECOND, _write_seeds, lake_state
+from tests.test_crash import FIRST, SECOND, lake_state, write_seeds
 
 DAYS = ("2024-06-17", "2024-06-18", "2024-06-19")
 
@@ -264,10 +264,10 @@ def two_day_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two runs landed on two days; the second holds a copy of an article of the first."""
     base = tmp_path_factory.mktemp("replay")
     seeds = base / "seeds"
-    _write_seeds(seeds, FIRST)
+    write_seeds(seeds, FIRST)
     config = make_config(base, seeds)
     run_cycle(config, clock=lambda: DAY1)
-    _write_seeds(seeds, {**FIRST, **SECOND})
+    write_seeds(seeds, {**FIRST, **SECOND})
     run_cycle(config, clock=lambda: DAY2)
     return config.output_dir
 

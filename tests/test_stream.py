@@ -226,7 +226,7 @@ def test_run_and_stream_take_turns_without_duplicating(
     assert {d["reason"] for d in dups} <= {"same_url"}
 
 
-def _stream_config(tmp_path: Path, seeds: Path, feeds: dict[str, str], window: float, poll: float) -> Path:
+def stream_config(tmp_path: Path, seeds: Path, feeds: dict[str, str], window: float, poll: float) -> Path:
     lines = [
         f'seeds_dir = "{seeds}"',
         f'output_dir = "{tmp_path / "data"}"',
@@ -248,7 +248,7 @@ def _stream_config(tmp_path: Path, seeds: Path, feeds: dict[str, str], window: f
     return path
 
 
-def _stream_process(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def stream_process(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "stream", "--config", str(config), *args],
         cwd=ROOT,
@@ -259,7 +259,7 @@ def _stream_process(config: Path, *args: str, env: dict[str, str] | None = None)
     )
 
 
-def _wait_for(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -272,14 +272,14 @@ def test_a_signal_commits_the_open_window_and_exits_0(
 ) -> None:
     growing = GrowingFeeds(feed_server, ["west"], every=3600)
     growing.publish()
-    config = _stream_config(
+    config = stream_config(
         tmp_path, seeds_dir, {"west": feed_server.url(growing.path("west"))}, window=120, poll=60
     )
     out = tmp_path / "data"
-    proc = _stream_process(config)
+    proc = stream_process(config)
     try:
         # The window is open for two minutes: the signal, not its end, must close it.
-        _wait_for(lambda: any((out / "raw").glob("*/*.parquet")), timeout=60)
+        wait_for(lambda: any((out / "raw").glob("*/*.parquet")), timeout=60)
         assert not Lake(out).manifests(), "nothing committed before the signal"
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
@@ -303,9 +303,9 @@ def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
     growing.publish()
     growing.publish()
     url = feed_server.url(growing.path("kill"))
-    config = _stream_config(tmp_path, seeds_dir, {"kill": url}, window=window, poll=0.2)
+    config = stream_config(tmp_path, seeds_dir, {"kill": url}, window=window, poll=0.2)
     out = tmp_path / "data"
-    proc = _stream_process(config, *mode, env={KILL_ENV: "landed"})
+    proc = stream_process(config, *mode, env={KILL_ENV: "landed"})
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     assert list((out / "raw").glob("*/*.parquet")) and not Lake(out).manifests()
@@ -313,7 +313,7 @@ def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
 
     # The feed no longer carries those items: only the landed batch has them.
     feed_server.routes[growing.path("kill")] = Route(b"", status=503, headers={"Retry-After": "3600"})
-    proc = _stream_process(config, *mode, "--max-windows", "1")
+    proc = stream_process(config, *mode, "--max-windows", "1")
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     titles = sorted(
@@ -326,7 +326,7 @@ def test_kill_9_loses_nothing_landed_the_next_start_commits_it(
 def test_cli_window_seconds_must_be_positive(tmp_path: Path, seeds_dir: Path, capsys) -> None:
     from pipeline.cli import main
 
-    config = _stream_config(tmp_path, seeds_dir, {}, window=1, poll=1)
+    config = stream_config(tmp_path, seeds_dir, {}, window=1, poll=1)
     assert main(["stream", "--config", str(config), "--window-seconds", "0"]) == 2
     assert "`--window-seconds` must be positive" in capsys.readouterr().err
     assert not (tmp_path / "data" / "_runs").exists()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.tagging.tagger import DEFAULT_TAXONOMY, Tagger, _is_unspaced_script, fold, load_taxonomy
+from pipeline.tagging.tagger import DEFAULT_TAXONOMY, Tagger, fold, is_unspaced_script, load_taxonomy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,7 +94,7 @@ def test_cjk_aliases_are_never_one_character(raw: dict[str, Any]) -> None:
     short = [
         (eid, alias)
         for eid, _, _, alias in alias_rows(raw)
-        if _is_unspaced_script(alias) and len(alias.rstrip("*").replace(" ", "")) < 2
+        if is_unspaced_script(alias) and len(alias.rstrip("*").replace(" ", "")) < 2
     ]
     assert not short
 

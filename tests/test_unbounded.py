@@ -38,7 +38,7 @@ from schemas.records import RawFetch
 from tests.conftest import make_config
 from tests.lakeread import snapshot_duck_rows
 from tests.streamfeeds import GrowingFeeds, item_title, rss
-from tests.test_stream import _stream_config, _stream_process, _wait_for, first_readable, growing_feeds_config
+from tests.test_stream import first_readable, growing_feeds_config, stream_config, stream_process, wait_for
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -255,11 +255,11 @@ def test_sigterm_commits_the_open_windows_and_exits_0(tmp_path: Path, seeds_dir:
     growing = GrowingFeeds(feed_server, ["west"], every=3600)
     growing.publish()
     url = feed_server.url(growing.path("west"))
-    config = _stream_config(tmp_path, seeds_dir, {"west": url}, window=120, poll=60)
+    config = stream_config(tmp_path, seeds_dir, {"west": url}, window=120, poll=60)
     out = tmp_path / "data"
-    proc = _stream_process(config, "--streaming")
+    proc = stream_process(config, "--streaming")
     try:
-        _wait_for(lambda: any((out / "raw").glob("*/*.parquet")), timeout=60)
+        wait_for(lambda: any((out / "raw").glob("*/*.parquet")), timeout=60)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:

@@ -171,7 +171,7 @@ def fold(text: str) -> str:
     return fold_with_offsets(text)[0]
 
 
-def _is_unspaced_script(text: str) -> bool:
+def is_unspaced_script(text: str) -> bool:
     for c in text:
         name = unicodedata.name(c, "")
         if name.startswith(("CJK", "HANGUL", "HIRAGANA", "KATAKANA")):
@@ -407,7 +407,7 @@ class Tagger:
         if not folded:
             return
         exact = kind == "exact"
-        bounded = not _is_unspaced_script(folded)
+        bounded = not is_unspaced_script(folded)
         pattern = _Pattern(
             key,
             stem,
