@@ -170,7 +170,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--html", type=Path, default=Path("newsbeam-report.html"), help="the HTML file to write"
     )
-    report.add_argument("--days", type=_positive, help="only the last N days (default: everything)")
+    report.add_argument(
+        "--days", type=_positive, help="only the last N days, up to --until or today (default: everything)"
+    )
+    report.add_argument("--since", type=_day, help="first day shown, YYYY-MM-DD (not with --days)")
+    report.add_argument("--until", type=_day, help="last day shown, YYYY-MM-DD")
+    report.add_argument("--topic", help="only the articles tagged with this topic id (and their duplicates)")
     status = command("status", "recent runs and swaps, and the health of each feed")
     status.add_argument("--last", type=_positive, default=10, help="how many commits to list")
     feeds = sub.add_parser("feeds", help="the configured feeds (OPML included): list them, or export OPML")

@@ -339,13 +339,24 @@ def verify(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
 
 def report(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     local_only(config, "report")
-    from pipeline.ops.report import write_report
+    from pipeline.ops.report import ReportError, write_report
     from pipeline.tagging.tagger import load_taxonomy
 
     names = {feed.url: feed.name for feed in config.feeds}
-    out = write_report(
-        config.output_dir, args.html, args.days, taxonomy=load_taxonomy(config.taxonomy), feed_names=names
-    )
+    try:
+        out = write_report(
+            config.output_dir,
+            args.html,
+            args.days,
+            taxonomy=load_taxonomy(config.taxonomy),
+            feed_names=names,
+            since=args.since,
+            until=args.until,
+            topic=args.topic,
+        )
+    except ReportError as exc:  # filters that cannot be met: said before any page is written
+        print(f"newsbeam report: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"report written to {out}")
     return 0
 

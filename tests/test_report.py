@@ -45,7 +45,7 @@ HOSTILE_LABEL = '<i>Yonhap</i> & "news"'  # a taxonomy is configuration: its lab
 HOSTILE_FEED = "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'feed')\">wire <b>&</b> co"
 # The first test to ask for the browser may install it (apt-get) in its setup.
 pytestmark = pytest.mark.timeout(1200)
-CHARTS = ("chart-topics", "chart-feeds", "chart-entities", "chart-rates", "chart-rejects")
+CHARTS = ("chart-topics", "chart-languages", "chart-feeds", "chart-entities", "chart-rates", "chart-rejects")
 
 
 # --- a browser -----------------------------------------------------------------------
@@ -217,6 +217,16 @@ def test_charts_render_with_labels_in_the_browser(dom: HTMLParser, lake: Path) -
     days = texts(dom, "#chart-topics .xtick text")
     assert days[0] == "2024-06-18" and days[-1] == "2024-06-21", days
 
+    # One trace per language, its total in the legend: the header's counts.
+    meta = dict(zip(texts(dom, "dl.meta dt"), texts(dom, "dl.meta dd"), strict=True))
+    by_language = [part.rsplit(" ", 1) for part in meta["Languages"].split(", ")]
+    assert sorted(texts(dom, "#chart-languages .legendtext")) == sorted(f"{k} · {n}" for k, n in by_language)
+    assert len(dom.css("#chart-languages g.trace.bars")) == len(by_language) >= 4
+    # The top topics in detail: nk-russia, the largest, first; its entities by their labels.
+    blocks = dom.css("#topic-details .topic")
+    assert blocks and blocks[0].attributes["data-topic"] == "nk-russia"
+    assert {"North Korea", "Russia"} <= set(texts(blocks[0].css("table")[0], "tbody td:first-child"))
+
 
 def test_feed_health_rejects_and_duplicates_are_shown(dom: HTMLParser, lake: Path) -> None:
     sources = texts(dom, "#chart-feeds .ytick text")
@@ -245,9 +255,11 @@ def test_feed_health_rejects_and_duplicates_are_shown(dom: HTMLParser, lake: Pat
 def test_markup_from_the_lake_is_text_and_never_runs(dom: HTMLParser, report: Path) -> None:
     body = dom.css_first("body")
     assert body is not None and "data-pwned" not in body.attributes, body.attributes
-    assert not dom.css("#recent img, #feeds img, header img, #quality img")
+    assert not dom.css("#recent img, #feeds img, header img, #quality img, #topic-details img")
     assert HOSTILE_TITLE in column(dom, "recent", "title")
-    assert not dom.css('#recent a[href^="javascript"]'), "a javascript: URL became a link"
+    assert not dom.css('#recent a[href^="javascript"], #topic-details a[href^="javascript"]'), (
+        "a javascript: URL became a link"
+    )
     assert HOSTILE_FEED in texts(dom, "#chart-feeds .ytick text")
     assert HOSTILE_FEED in column(dom, "feeds", "source")
     assert HOSTILE_LABEL in texts(dom, "#chart-entities .ytick text")

@@ -173,7 +173,20 @@ def test_stream_serves_metrics_while_it_runs(
         ("newsbeam feeds l", {"list"}),
         ("newsbeam run --me", {"--metrics-file"}),
         ("newsbeam --log-f", {"--log-format"}),
-        ("newsbeam report --", {"--html", "--days", "--output", "--config", "--help", "--verbose"}),
+        (
+            "newsbeam report --",
+            {
+                "--html",
+                "--days",
+                "--since",
+                "--until",
+                "--topic",
+                "--output",
+                "--config",
+                "--help",
+                "--verbose",
+            },
+        ),
     ],
 )
 def test_bash_completion_offers_the_parsers_own_words(line: str, offered: set[str]) -> None:

@@ -1,5 +1,10 @@
 """What `newsbeam report` shows, read from ONE committed state of the lake.
 
+Filters: a window of days (`since`..`until`, inclusive, either end open; or the last N
+`days`) and a `topic`. Articles are kept by publication date and topic; duplicates by
+their fetch date, and by topic through the article they duplicate; rejects by fetch date
+and raw fetches by landing date (neither carries a topic).
+
 Everything comes from `pipeline.ops.maintenance.snapshot_connection` (DuckDB views over the
 files the manifests list) plus `_state/feeds.json` for each feed's current poll state.
 The manifests are read before and after the views are made: when a commit landed in
@@ -8,6 +13,7 @@ between, the views are made again, so every number belongs to the commit the hea
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,13 +23,16 @@ from typing import Any
 
 from pipeline.lake.store import Lake
 from pipeline.ops.maintenance import MaintenanceError, snapshot_connection
+from pipeline.ops.report_articles import IN_WINDOW, KEPT, ON_TOPIC, known_topics, read_articles, topic_label
+from pipeline.ops.report_articles import rows as _rows
 from pipeline.tagging.taxonomy import Taxonomy
 
-TOP_TOPICS = 12  # topics drawn one by one; the rest are summed as "other topics"
-TOP_ENTITIES = 25
 TOP_REASONS = 10
-RECENT_ARTICLES = 20
 SEED_FILES = "seed files"  # every seeds/… source, as one row of the feed health chart
+
+
+class ReportError(ValueError):
+    """Filters that cannot be met: a window ending before it starts, an unknown topic."""
 
 
 @dataclass
@@ -31,13 +40,17 @@ class ReportData:
     lake: Path
     generated_at: datetime
     days: int | None
-    since: date | None  # first day shown (None: everything)
+    since: date | None  # first day shown (None: from the first)
+    until: date | None = None  # last day shown (None: up to the last)
+    topic: str | None = None  # only the articles tagged with it (None: every article)
+    topic_label: str = ""
     latest_commit: dict[str, Any] | None = None
     commits: int = 0
     totals: dict[str, int] = field(default_factory=dict)
     published_range: tuple[date, date] | None = None
     fetched_range: tuple[date, date] | None = None
     languages: list[tuple[str, int]] = field(default_factory=list)
+    language_days: list[tuple[date, str, int]] = field(default_factory=list)  # day, language, articles
     topic_days: list[tuple[date, str, int]] = field(default_factory=list)  # day, topic id, articles
     untagged_days: list[tuple[date, int]] = field(default_factory=list)
     topics: list[dict[str, Any]] = field(default_factory=list)
@@ -50,16 +63,18 @@ class ReportData:
     feed_errors: dict[str, str] = field(default_factory=dict)  # source -> its latest error
     feed_states: list[dict[str, Any]] = field(default_factory=list)
     recent: list[dict[str, Any]] = field(default_factory=list)
+    detail_topics: list[str] = field(default_factory=list)  # the topics shown in detail
+    topic_entities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    topic_articles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def window(self) -> tuple[date | None, date | None]:
+        """The first and last publication day shown (None: open), the last N days ending today."""
+        return self.since, self.until or (self.generated_at.date() if self.days else None)
 
     @property
     def empty(self) -> bool:
         return not any(self.totals.values())
-
-
-def _rows(con: Any, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    rel = con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
-    names = [d[0] for d in rel.description]
-    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
 
 
 def _state_key(manifests: list[dict[str, Any]]) -> tuple[int, int, str]:
@@ -133,22 +148,56 @@ def _source_row(source: str, kind: str) -> str:
     return source
 
 
+def window(
+    now: datetime, days: int | None = None, since: date | None = None, until: date | None = None
+) -> tuple[date | None, date | None]:
+    """The first and last day shown: `since`..`until`, or the `days` days up to `until`
+    (up to `now`'s date when `until` is None; no last day then)."""
+    if days is not None and days < 1:
+        raise ReportError(f"days must be at least 1, not {days}")
+    if days is not None and since is not None:
+        raise ReportError("give either --days or --since, not both")
+    if since is not None and until is not None and since > until:
+        raise ReportError(f"--since {since} is after --until {until}: the window would be empty")
+    if days:
+        since = (until or now.date()) - timedelta(days=days - 1)
+    return since, until
+
+
+def check_topic(con: Any, topic: str) -> None:
+    """ReportError naming the closest known topic ids when `topic` is none of them."""
+    known = known_topics(con)
+    if topic in known:
+        return
+    close = difflib.get_close_matches(topic, known, n=3, cutoff=0.5)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    listed = ", ".join(known) if known else "none (an empty taxonomy and no tagged article)"
+    raise ReportError(f"unknown topic {topic!r}{hint}; known topics: {listed}")
+
+
 def collect(
     lake_root: Path,
     now: datetime,
     days: int | None = None,
     taxonomy: Taxonomy | None = None,
     feed_names: Mapping[str, str] | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    topic: str | None = None,
 ) -> ReportData:
     """Everything the report shows. `feed_names`: feed URL -> configured name (the name its
-    fetches were landed under when not given)."""
+    fetches were landed under when not given). Raises ReportError for filters that cannot
+    be met (see `window`, `check_topic`)."""
     lake = Lake(lake_root)
-    since = now.date() - timedelta(days=days - 1) if days else None
-    data = ReportData(lake=lake.root, generated_at=now, days=days, since=since)
+    since, until = window(now, days, since, until)
+    data = ReportData(lake=lake.root, generated_at=now, days=days, since=since, until=until, topic=topic)
     con, manifests = open_snapshot(lake, taxonomy)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        _read(con, data, manifests, {"since": since})
+        if topic is not None:
+            check_topic(con, topic)
+            data.topic_label = topic_label(con, topic)
+        _read(con, data, manifests, {"since": since, "until": until, "topic": topic})
         data.feed_states = _feed_states(lake, {**_feed_names(con), **(feed_names or {})})
     finally:
         con.close()
@@ -185,8 +234,14 @@ def _feed_names(con: Any) -> dict[str, str]:
     return {origin: source for origin, source in rows}
 
 
-ARTICLES_IN = "FROM articles WHERE ($since IS NULL OR published_date >= $since)"
-FETCHED_IN = "($since IS NULL OR {col} >= $since)"
+ARTICLES_IN = f"FROM articles WHERE {KEPT}"
+ON_TOPIC_ONLY = f"FROM articles WHERE {ON_TOPIC}"  # intake: by fetch day, not publication day
+FETCHED_IN = IN_WINDOW  # rejects, duplicates, raw: by their own date column
+# Duplicates of an article the filters keep the topic of (any duplicate without --topic).
+DUPLICATES_IN = (
+    f"FROM duplicates WHERE {IN_WINDOW.format(col='fetched_date')} AND ($topic IS NULL OR duplicate_of IN "
+    "(SELECT article_id FROM articles WHERE list_contains([t.id for t in coalesce(topics, [])], $topic)))"
+)
 
 
 def _read(
@@ -202,7 +257,7 @@ def _read(
     totals = _rows(
         con,
         f"SELECT (SELECT count(*) {ARTICLES_IN}) AS articles,"
-        f" (SELECT count(*) FROM duplicates WHERE {FETCHED_IN.format(col='fetched_date')}) AS duplicates,"
+        f" (SELECT count(*) {DUPLICATES_IN}) AS duplicates,"
         f" (SELECT count(*) FROM rejects WHERE {FETCHED_IN.format(col='fetched_date')}) AS rejects",
         p,
     )[0]
@@ -215,92 +270,24 @@ def _read(
     data.published_range = (r["lo"], r["hi"]) if r["lo"] else None
     fetched = _rows(
         con,
-        f"SELECT min(d) AS lo, max(d) AS hi FROM (SELECT {day} AS d FROM articles UNION ALL "
-        "SELECT fetched_date FROM duplicates UNION ALL SELECT fetched_date FROM rejects) "
+        f"SELECT min(d) AS lo, max(d) AS hi FROM (SELECT {day} AS d {ON_TOPIC_ONLY} UNION ALL "
+        f"SELECT fetched_date {DUPLICATES_IN} UNION ALL SELECT fetched_date FROM rejects) "
         f"WHERE {FETCHED_IN.format(col='d')}",
         p,
     )[0]
     data.fetched_range = (fetched["lo"], fetched["hi"]) if fetched["lo"] else None
-    data.languages = [
-        (r["lang"], r["n"])
-        for r in _rows(
-            con,
-            f"SELECT coalesce(language, '?') AS lang, count(*) AS n {ARTICLES_IN} GROUP BY 1 "
-            "ORDER BY 2 DESC, 1",
-            p,
-        )
-    ]
-    _topics(con, data, p)
-    _entities(con, data, p)
+    read_articles(con, data, p)
     _intake(con, data, p)
     if raw:
         _feeds(con, data, raw, p)
-    data.recent = _rows(
-        con,
-        "SELECT published_date, published_at, source, language, title, url, "
-        f"[t.id for t in coalesce(topics, [])] AS topics {ARTICLES_IN} "
-        f"ORDER BY published_date DESC, published_at DESC NULLS LAST, article_id LIMIT {RECENT_ARTICLES}",
-        p,
-    )
-
-
-def _topics(con: Any, data: ReportData, p: dict[str, Any]) -> None:
-    tagged = (
-        "FROM (SELECT published_date, language, unnest(topics) AS t "
-        "FROM articles WHERE ($since IS NULL OR published_date >= $since))"
-    )
-    data.topic_days = [
-        (r["d"], r["topic"], r["n"])
-        for r in _rows(
-            con,
-            f"SELECT published_date AS d, t.id AS topic, count(*) AS n {tagged} GROUP BY ALL ORDER BY 1, 2",
-            p,
-        )
-    ]
-    data.untagged_days = [
-        (r["d"], r["n"])
-        for r in _rows(
-            con,
-            f"SELECT published_date AS d, count(*) AS n {ARTICLES_IN} AND len(coalesce(topics, [])) = 0 "
-            "GROUP BY 1 ORDER BY 1",
-            p,
-        )
-    ]
-    data.topics = _rows(
-        con,
-        "SELECT q.*, coalesce(l.label, q.id) AS label FROM (SELECT t.id AS id, count(*) AS articles, "
-        "avg(t.score) AS score, string_agg(DISTINCT language, ', ' ORDER BY language) AS languages, "
-        f"min(published_date) AS first, max(published_date) AS last {tagged} GROUP BY 1) AS q "
-        "LEFT JOIN topic_labels AS l USING (id) ORDER BY q.articles DESC, q.id",
-        p,
-    )
-    data.topic_labels = {t["id"]: t["label"] for t in data.topics}
-
-
-def _entities(con: Any, data: ReportData, p: dict[str, Any]) -> None:
-    """The most mentioned entities, named by the taxonomy's labels (`entity_labels`; the id
-    when the taxonomy does not know it)."""
-    data.entities = _rows(
-        con,
-        "SELECT q.*, coalesce(l.label, q.id) AS label FROM (SELECT e.id AS id, min(e.type) AS type, "
-        "count(DISTINCT article_id) AS articles, sum(e.mentions) AS mentions "
-        "FROM (SELECT article_id, unnest(entities) AS e FROM articles "
-        "WHERE ($since IS NULL OR published_date >= $since)) "
-        f"GROUP BY 1 ORDER BY 3 DESC, 4 DESC, 1 LIMIT {TOP_ENTITIES}) AS q "
-        "LEFT JOIN entity_labels AS l USING (id) ORDER BY q.articles DESC, q.mentions DESC, q.id",
-        p,
-    )
-    shown = [e["label"] for e in data.entities]
-    for e in data.entities:  # two entities with one label: both keep their id beside it
-        e["name"] = e["label"] if shown.count(e["label"]) == 1 else f"{e['label']} ({e['id']})"
 
 
 def _intake(con: Any, data: ReportData, p: dict[str, Any]) -> None:
     where = FETCHED_IN.format(col="d")
     data.intake = _rows(
         con,
-        "WITH a AS (SELECT CAST(fetched_at AS DATE) AS d, count(*) AS n FROM articles GROUP BY 1), "
-        "du AS (SELECT fetched_date AS d, count(*) AS n FROM duplicates GROUP BY 1), "
+        f"WITH a AS (SELECT CAST(fetched_at AS DATE) AS d, count(*) AS n {ON_TOPIC_ONLY} GROUP BY 1), "
+        f"du AS (SELECT fetched_date AS d, count(*) AS n {DUPLICATES_IN} GROUP BY 1), "
         "r AS (SELECT fetched_date AS d, count(*) AS n FROM rejects GROUP BY 1) "
         "SELECT d, coalesce(a.n, 0) AS articles, coalesce(du.n, 0) AS duplicates, "
         "coalesce(r.n, 0) AS rejects FROM a FULL JOIN du USING (d) FULL JOIN r USING (d) "
