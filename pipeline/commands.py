@@ -234,15 +234,22 @@ def compact(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -
 
 
 def retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.observe.progress import for_stderr
     from pipeline.ops.maintenance import utc_now
     from pipeline.ops.retag import retag
     from pipeline.tagging.tagger import Tagger, load_taxonomy
 
     tagger = Tagger(load_taxonomy(config.taxonomy))
     lake = Lake(config.output_dir)
-    with lake.lock():
-        info = {"committed_at": utc_now().isoformat()}
-        result = retag(lake, tagger, args.since, args.until, info=info, force=args.force)
+    progress = for_stderr()  # partitions re-tagged of N on a terminal, nothing in logs and pipes
+    try:
+        with lake.lock():
+            info = {"committed_at": utc_now().isoformat()}
+            result = retag(
+                lake, tagger, args.since, args.until, info=info, force=args.force, progress=progress
+            )
+    finally:
+        progress.close()
     print(
         f"re-tagged {result.rows} articles in {result.partitions_read} partitions with taxonomy "
         f"{tagger.taxonomy.version}: {result.partitions_replaced} partitions replaced"
@@ -252,7 +259,8 @@ def retag(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> 
 
 def replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) -> int:
     local_only(config, "replay")
-    from pipeline.ops.maintenance import replay, utc_now
+    from pipeline.observe.progress import for_stderr
+    from pipeline.ops.maintenance import replay, runs_to_replay, utc_now
     from pipeline.run import make_plan, pipeline_options, run_graph
     from pipeline.tagging.tagger import Tagger, load_taxonomy
 
@@ -263,10 +271,22 @@ def replay(config: RunConfig, args: argparse.Namespace, beam_args: list[str]) ->
     def plan_for(run_id: str, batches: dict[str, Path], index_files: list[Path]) -> Any:
         return make_plan(config, lake, tagger, run_id, batches, index_files, stage_only=True)
 
-    with lake.lock():
-        result = replay(
-            lake, args.since, args.until, plan_for, lambda plan: run_graph(plan, options), utc_now()
-        )
+    progress = for_stderr()  # runs replayed of N on a terminal, nothing in logs and pipes
+    done = 0
+
+    def replay_one(plan: Any) -> None:
+        nonlocal done
+        progress.step("runs replayed", done, total)
+        run_graph(plan, options)
+        done += 1
+        progress.step("runs replayed", done, total)
+
+    try:
+        with lake.lock():
+            total = len(runs_to_replay(lake, args.since, args.until)) if args.since <= args.until else 0
+            result = replay(lake, args.since, args.until, plan_for, replay_one, utc_now())
+    finally:
+        progress.close()
     print(
         f"replayed {len(result.runs)} runs landed {args.since}..{args.until}: "
         f"{result.partitions_replaced} partitions replaced"

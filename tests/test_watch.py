@@ -238,3 +238,43 @@ def test_progress_on_a_terminal_and_silence_in_a_pipe(
         command + ["--output", str(tmp_path / "pipe")], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert piped.returncode == 0 and "feeds polled" not in piped.stderr
+
+
+def _on_a_terminal(command: list[str]) -> tuple[int, bytes]:
+    """Run `command` with stderr on a pseudo-terminal; its exit status and what it showed."""
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: the command is over
+            break
+        if not chunk:
+            break
+        seen += chunk
+    status = proc.wait(timeout=120)
+    os.close(master)
+    return status, seen
+
+
+def test_retag_and_replay_show_progress_on_a_terminal_only(tmp_path: Path, seeds_dir: Path) -> None:
+    config = _config(tmp_path, seeds_dir, {})
+    out = str(tmp_path / "data")
+    base = [sys.executable, "-m", "pipeline.cli"]
+    assert subprocess.run([*base, "run", "--config", str(config)], cwd=ROOT, timeout=300).returncode == 0
+    days = ["--since", "2000-01-01", "--until", "2100-01-01"]
+    for command, shown in (("retag", b"partitions re-tagged"), ("replay", b"runs replayed")):
+        args = [*base, command, "--config", str(config), "--output", out, *days]
+        status, seen = _on_a_terminal(args)
+        assert status == 0 and shown in seen, (command, seen[-500:])
+        piped = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=300)
+        assert piped.returncode == 0 and shown not in piped.stderr, command

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pipeline.lake.files import StagedFile, stage_rows
 from pipeline.lake.store import Lake
+from pipeline.observe.progress import Progress, Silent
 from pipeline.ops.maintenance import MaintenanceError, by_partition, read_files, require_lake
 from pipeline.tagging.tagger import Tagger
 from pipeline.tagging.taxonomy import record_version
@@ -74,6 +75,7 @@ def retag(
     max_rows_per_file: int = 1_000_000,
     info: dict[str, Any] | None = None,
     force: bool = False,
+    progress: Progress | None = None,
 ) -> RetagResult:
     """Re-tag every article published in [since, until] (by partition), in one swap.
 
@@ -85,10 +87,15 @@ def retag(
     require_lake(lake)
     record_version(lake.state_path("taxonomies.json"), tagger.taxonomy, force)
     result = RetagResult()
+    shown = progress or Silent()
     replacements: dict[tuple[str, str], list[StagedFile]] = {}
-    for partition, rels in by_partition(lake, ARTICLES.name).items():
-        if not since <= date.fromisoformat(partition) <= until:
-            continue
+    chosen = {
+        partition: rels
+        for partition, rels in by_partition(lake, ARTICLES.name).items()
+        if since <= date.fromisoformat(partition) <= until
+    }
+    for partition, rels in chosen.items():
+        shown.step("partitions re-tagged", result.partitions_read, len(chosen))
         result.partitions_read += 1
         current = read_files([lake.storage.location(r) for r in rels], ARTICLES)
         retagged = retag_table(current, tagger)
@@ -100,6 +107,7 @@ def retag(
             lake.storage.uri, token, ARTICLES, partition, retagged, max_rows_per_file
         )
         result.partitions_replaced += 1
+    shown.step("partitions re-tagged", result.partitions_read, len(chosen))
     if replacements:
         details = {"taxonomy_version": tagger.taxonomy.version, "since": str(since), "until": str(until)}
         result.manifest = lake.replace_partitions("retag", replacements, {**details, **(info or {})})
