@@ -95,3 +95,46 @@ def test_politeness_backoff_and_tls_settings(tmp_path: Path) -> None:
     assert [(f.name, f.verify_tls) for f in config.feeds] == [("a", True), ("b", False)]
     policy = http.retry_policy()
     assert (policy.poll_interval, policy.backoff_max, policy.dead_after) == (600.0, 7200.0, 5)
+
+
+def test_every_problem_of_a_config_is_in_one_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'colour = "red"\nseeds_dir = 3\n[http]\ntotal_deadline = -1\nread_timeout = nan\ntimeout = 3\n'
+        '[dedup]\nbands = 500\n[[feeds]]\nname = "no-url"\n[[feeds]]\nname = "a"\nurl = "https://e.com/1"\n'
+        'poll_interval = "hourly"\nverify_tls = "no"\n[[feeds]]\nname = "a"\nurl = "https://e.com/2"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    expected = [  # in the order of their keys in the file; each line names the file
+        "unknown key `colour` (known: articles, dedup, feeds, http, keep_topics, opml, output_dir,",
+        "`seeds_dir` must be a non-empty path string",
+        "`http.total_deadline` must be positive, got -1.0",
+        "`http.read_timeout` must be a finite number, got nan",
+        "unknown key `http.timeout` (known: backoff_max, concurrency, connect_timeout,",
+        "`dedup`: bands must be between 1 and num_perm",
+        "feeds[0] (no-url): `url` must be an absolute http(s) URL, got None",
+        "feeds[1] (a): `verify_tls` must be true or false, got 'no'",
+        "feeds[1] (a): `poll_interval` must be a positive number of seconds, got 'hourly'",
+        "feeds[2]: duplicate feed name 'a'",
+    ]
+    problems = info.value.problems
+    for line, start in zip(problems, expected, strict=True):
+        assert line.startswith(f"{path}: {start}")
+    message = str(info.value)
+    assert message.startswith(f"{path}: 10 problems:\n  - unknown key `colour`")
+    assert message.endswith("\n  - feeds[2]: duplicate feed name 'a'")
+
+
+def test_a_single_problem_is_the_whole_message(tmp_path: Path) -> None:
+    path = write(tmp_path, "[http]\ntotal_deadline = -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: `http.total_deadline` must be positive, got -1.0"
+    assert info.value.problems == (str(info.value),)
+
+
+def test_invalid_toml_is_one_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, 'colour = "red"\n[http]\ntotal_deadline = -1\nthis is = not toml =\n'))
+    assert len(info.value.problems) == 1 and "invalid TOML" in info.value.problems[0]

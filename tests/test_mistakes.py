@@ -122,3 +122,45 @@ def test_retag_under_a_reused_version_needs_force(tmp_path: Path, seeds_dir: Pat
     assert "retag --force" in capsys.readouterr().err
     assert cli.main([*args, "--force"]) == 0
     assert cli.main(args) == 0  # the version now names the edited rules
+
+
+def test_newsbeam_check_lists_every_mistake_of_a_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "seeds").mkdir()
+    config = tmp_path / "newsbeam.toml"
+    config.write_text(
+        'seeds_dir = "seeds"\noutput_dir = 5\nseed_dir = "seeds"\nkeep_topics = ["nk-russia", "nk-mars"]\n'
+        "[http]\ntotal_deadline = -1\nread_timeout = nan\n"
+        '[[feeds]]\nname = "no-url"\n'
+        '[[feeds]]\nname = "slow"\nurl = "https://example.com/feed"\npoll_interval = "hourly"\n',
+        encoding="utf-8",
+    )
+    assert cli.main(["check", "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"{config}: 7 problem(s)"
+    expected = [  # one line per problem, each naming the file and the key
+        "`output_dir` must be a non-empty path string",  # and no folder check of a bad value
+        "unknown key `seed_dir` (known: ",
+        "`http.total_deadline` must be positive, got -1.0",
+        "`http.read_timeout` must be a finite number, got nan",
+        "feeds[0] (no-url): `url` must be an absolute http(s) URL, got None",
+        "feeds[1] (slow): `poll_interval` must be a positive number of seconds, got 'hourly'",
+        "`keep_topics` names topics the taxonomy lacks: ['nk-mars']",  # the config's taxonomy
+    ]
+    for line, start in zip(lines[1:], expected, strict=True):
+        assert line.startswith(f"  - config: {config}: {start}")
+
+    assert cli.main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"newsbeam: config error: {config}: 6 problems:\n  - `output_dir` must be")
+    assert "\n  - feeds[1] (slow): `poll_interval` must be a positive number" in err
+
+    (tmp_path / "tax.toml").write_text(
+        'version = "x"\n[[topics]]\nid = "t"\nall_of = [["nobody"]]\n', encoding="utf-8"
+    )
+    config.write_text('taxonomy = "tax.toml"\nseeds_dir = "seeds"\ncolour = 1\n', encoding="utf-8")
+    assert cli.main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"2 problem(s)\n  - config: {config}: unknown key `colour`" in err
+    assert "\n  - taxonomy: " in err and "unknown entity 'nobody'" in err, "the taxonomy is checked too"
