@@ -41,6 +41,9 @@ bench-lake: $(STAMP)
 	$(BIN)/python -m bench.lake $(ARGS)
 bench-templated: $(STAMP)
 	$(BIN)/python -m bench.templated $(ARGS)
+.PHONY: bench-langid
+bench-langid: $(STAMP)
+	$(BIN)/python -m bench.langid $(ARGS)
 
 constraints: $(STAMP)
 	(echo '# Every dependency pinned (Python 3.11, Linux x86_64). Regenerate with: make constraints'; \
