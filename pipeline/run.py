@@ -26,12 +26,12 @@ from connectors.state import FeedState, load_feed_states, load_seed_state, save_
 from pipeline.config import ConfigError, RunConfig
 from pipeline.graph import RunPlan, build_graph
 from pipeline.lake.files import kill_point
+from pipeline.lake.labels import record_taxonomy
 from pipeline.lake.storage import parent_name
 from pipeline.lake.store import Lake
 from pipeline.observe.progress import Progress, Silent
 from pipeline.steps.pages import LandedPages, fetch_new_pages, landed_pages, remember_pages
 from pipeline.tagging.tagger import Tagger, load_taxonomy
-from pipeline.tagging.taxonomy import record_version
 from schemas.ids import stable_id
 from schemas.records import RawFetch
 
@@ -118,7 +118,7 @@ def run_cycle(
     tagger = load_tagger(config)
     lake = Lake(config.output_dir)
     with lake.lock():
-        record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
+        record_taxonomy(lake, tagger.taxonomy)
         feed_state_path = lake.state_path("feeds.json")
         feed_states = load_feed_states(feed_state_path, clock(), config.http.longest_wait)
         progress = progress or Silent()

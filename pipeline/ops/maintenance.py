@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline.lake import delta
+from pipeline.lake import delta, labels
 from pipeline.lake.files import STAGING, StagedFile, stage_rows, staged_from_json
 from pipeline.lake.ledger import RUNS
 from pipeline.lake.state import STATE
@@ -372,26 +372,13 @@ def require_lake(lake: Lake, check: bool = True) -> None:
         lake.check()
 
 
-def label_tables(taxonomy: Taxonomy) -> dict[str, pa.Table]:
-    """`entity_labels` (id, type, label, country) and `topic_labels` (id, label) of a
-    taxonomy: what the ids in `articles.entities` and `articles.topics` mean."""
-    entities = pa.table(
-        {
-            "id": [e.id for e in taxonomy.entities],
-            "type": [e.type for e in taxonomy.entities],
-            "label": [e.label or e.id for e in taxonomy.entities],
-            "country": [e.country for e in taxonomy.entities],
-            "taxonomy_version": [taxonomy.version] * len(taxonomy.entities),
-        }
-    )
-    topics = pa.table(
-        {
-            "id": [t.id for t in taxonomy.topics],
-            "label": [t.label for t in taxonomy.topics],
-            "taxonomy_version": [taxonomy.version] * len(taxonomy.topics),
-        }
-    )
-    return {"entity_labels": entities, "topic_labels": topics}
+def label_tables(taxonomy: Taxonomy, lake: Lake | None = None) -> dict[str, pa.Table]:
+    """`entity_labels` (id, type, label, country, taxonomy_version, wikidata, labels) and
+    `topic_labels` (id, label, taxonomy_version): what the ids in `articles.entities` and
+    `articles.topics` mean, one row per taxonomy version and id (pipeline/lake/labels.py).
+    With `lake`, every version its label tables hold; `taxonomy`'s own version always from
+    `taxonomy` (so a lake written before the label tables still has its labels)."""
+    return labels.label_views(taxonomy, lake.storage if lake is not None else None)
 
 
 def snapshot_connection(
@@ -399,15 +386,16 @@ def snapshot_connection(
 ) -> Any:
     """DuckDB with views `articles`, `rejects`, `duplicates`, `dedup_index` over one
     committed state (the newest, or the one after commit / at time `as_of`), `raw` over
-    the landed batches, and `entity_labels`, `topic_labels` from `taxonomy` (the built-in
-    one by default)."""
+    the landed batches, and `entity_labels`, `topic_labels` of every taxonomy version the
+    lake's label tables hold, `taxonomy`'s (the built-in one by default) from `taxonomy`
+    itself."""
     import duckdb
 
     require_lake(lake)
     # Every view at the same commit: the one named, or the newest.
     versions = lake.versions_at(as_of)[1] if as_of is not None else lake.latest_versions()
     con = duckdb.connect()
-    for name, table in label_tables(taxonomy or load_taxonomy()).items():
+    for name, table in label_tables(taxonomy or load_taxonomy(), lake).items():
         con.register(name, table)
     for name in _READ_TABLES:
         version = versions.get(name) if versions is not None else None

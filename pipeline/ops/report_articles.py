@@ -25,6 +25,12 @@ KEPT = f"{IN_WINDOW.format(col='published_date')} AND {ON_TOPIC}"  # the article
 ARTICLES_IN = f"FROM articles WHERE {KEPT}"
 NEWEST_FIRST = "published_date DESC, published_at DESC NULLS LAST, article_id"
 
+# The label views hold every taxonomy version a lake has seen: one label per id (the
+# newest version's), so a lake re-tagged under a new version does not count rows twice.
+NEWEST = "QUALIFY row_number() OVER (PARTITION BY id ORDER BY taxonomy_version DESC) = 1"
+NEWEST_ENTITY_LABELS = f"(SELECT * FROM entity_labels {NEWEST})"
+NEWEST_TOPIC_LABELS = f"(SELECT * FROM topic_labels {NEWEST})"
+
 
 def rows(con: Any, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of `sql` as dicts; only the parameters `sql` names are passed."""
@@ -105,7 +111,7 @@ def _topics(con: Any, data: ReportData, p: dict[str, Any]) -> None:
         "SELECT q.*, coalesce(l.label, q.id) AS label FROM (SELECT t.id AS id, count(*) AS articles, "
         "avg(t.score) AS score, string_agg(DISTINCT language, ', ' ORDER BY language) AS languages, "
         f"min(published_date) AS first, max(published_date) AS last {tagged} GROUP BY 1) AS q "
-        "LEFT JOIN topic_labels AS l USING (id) ORDER BY q.articles DESC, q.id",
+        f"LEFT JOIN {NEWEST_TOPIC_LABELS} AS l USING (id) ORDER BY q.articles DESC, q.id",
         p,
     )
     data.topic_labels = {t["id"]: t["label"] for t in data.topics}
@@ -129,7 +135,7 @@ def _entities(con: Any, data: ReportData, p: dict[str, Any]) -> None:
         "count(DISTINCT article_id) AS articles, sum(e.mentions) AS mentions "
         f"FROM (SELECT article_id, unnest(entities) AS e {ARTICLES_IN}) "
         f"GROUP BY 1 ORDER BY 3 DESC, 4 DESC, 1 LIMIT {TOP_ENTITIES}) AS q "
-        "LEFT JOIN entity_labels AS l USING (id) ORDER BY q.articles DESC, q.mentions DESC, q.id",
+        f"LEFT JOIN {NEWEST_ENTITY_LABELS} AS l USING (id) ORDER BY q.articles DESC, q.mentions DESC, q.id",
         p,
     )
     _named(data.entities)
@@ -157,7 +163,8 @@ def _topic_details(con: Any, data: ReportData, p: dict[str, Any]) -> None:
         f"(SELECT t.id AS topic, article_id, unnest(entities) AS e FROM {tagged}) GROUP BY 1, 2 "
         "QUALIFY row_number() OVER (PARTITION BY topic ORDER BY count(DISTINCT article_id) DESC, "
         f"sum(e.mentions) DESC, e.id) <= {TOPIC_ENTITIES}) AS q "
-        "LEFT JOIN entity_labels AS l USING (id) ORDER BY q.topic, q.articles DESC, q.mentions DESC, q.id",
+        f"LEFT JOIN {NEWEST_ENTITY_LABELS} AS l USING (id) "
+        "ORDER BY q.topic, q.articles DESC, q.mentions DESC, q.id",
         q,
     )
     data.topic_entities = {topic: [e for e in entities if e["topic"] == topic] for topic in shown}

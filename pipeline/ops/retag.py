@@ -18,11 +18,11 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.lake.files import StagedFile, stage_rows
+from pipeline.lake.labels import record_taxonomy
 from pipeline.lake.store import Lake
 from pipeline.observe.progress import Progress, Silent
 from pipeline.ops.maintenance import MaintenanceError, by_partition, read_files, require_lake
 from pipeline.tagging.tagger import Tagger
-from pipeline.tagging.taxonomy import record_version
 from schemas.arrow import TABLES
 from schemas.ids import stable_id
 
@@ -85,7 +85,7 @@ def retag(
     if since > until:
         raise MaintenanceError(f"--since {since} is after --until {until}")
     require_lake(lake)
-    record_version(lake.state_path("taxonomies.json"), tagger.taxonomy, force)
+    record_taxonomy(lake, tagger.taxonomy, force)
     result = RetagResult()
     shown = progress or Silent()
     replacements: dict[tuple[str, str], list[StagedFile]] = {}

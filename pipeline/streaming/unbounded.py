@@ -61,6 +61,7 @@ from pipeline.dedup.decide import day_number, decide, indexed_member, member
 from pipeline.dedup.memory import DedupMemory, candidates, prune, remember
 from pipeline.dedup.near import NearDupSettings
 from pipeline.lake.files import STAGING, kill_point, stage_partition
+from pipeline.lake.labels import record_taxonomy
 from pipeline.lake.store import Lake
 from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options
 from pipeline.steps.deduplicate import read_index_members, route_article, signature_scheme
@@ -68,7 +69,6 @@ from pipeline.steps.parse import clean_or_reject, parse_raw
 from pipeline.steps.tag import tag_article
 from pipeline.streaming.windows import due_at, feed_interval
 from pipeline.tagging.tagger import Tagger
-from pipeline.tagging.taxonomy import record_version
 from schemas.ids import stable_id
 from schemas.records import Article, Duplicate, Entry, IndexEntry, RawFetch, Reject
 
@@ -521,7 +521,7 @@ def run_unbounded(
     settings = config.stream
     lake = Lake(config.output_dir)
     with lake.lock():
-        record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
+        record_taxonomy(lake, tagger.taxonomy)
         before = set(lake.manifests_by_id())
 
         def commit_landed() -> RunReport:

@@ -27,6 +27,7 @@ from connectors.http import FeedSource
 from connectors.state import FeedState, load_feed_states, save_feed_states, save_seed_state
 from pipeline.config import ConfigError, RunConfig
 from pipeline.lake.files import kill_point
+from pipeline.lake.labels import record_taxonomy
 from pipeline.lake.store import Lake
 from pipeline.run import (
     Polled,
@@ -38,7 +39,6 @@ from pipeline.run import (
     require_seeds_dir,
 )
 from pipeline.steps.pages import remember_pages
-from pipeline.tagging.taxonomy import record_version
 
 
 @dataclass
@@ -135,7 +135,7 @@ def run_stream(
     lake = Lake(config.output_dir)
     report = StreamReport()
     with lake.lock():
-        record_version(lake.state_path("taxonomies.json"), tagger.taxonomy)
+        record_taxonomy(lake, tagger.taxonomy)
         state_path = lake.state_path("feeds.json")
         committed = load_feed_states(state_path, clock(), max(http.longest_wait, settings.poll_interval))
         while max_windows is None or len(report.windows) < max_windows:

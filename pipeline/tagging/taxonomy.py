@@ -13,6 +13,10 @@ Entities carry three kinds of alias, each a table keyed by language:
 `ignore` lists phrases (per language) that shadow the aliases they overlap,
 then yield nothing ("FC Seoul" is not the city).
 
+An entity may name its Wikidata item (`wikidata = "Q423"`); it tags nothing, and goes
+into the lake's label tables (pipeline/lake/labels.py) with the entity's label in each
+language (`labels`).
+
 A topic rule names groups of selectors (an entity id or `country:XX`); it
 fires in a passage (sentence, paragraph or document) where every group has a
 match and, when the rule lists `cues`, a cue occurs too, and no `exclude` cue
@@ -27,7 +31,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,7 @@ else:  # pragma: no cover
 ENTITY_TYPES = {"person", "place", "organisation", "country", "event", "weapon"}
 SCOPES = {"sentence", "paragraph", "document"}
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
+WIKIDATA_ID = re.compile(r"Q[1-9][0-9]*")
 
 
 class TaxonomyError(ValueError):
@@ -62,6 +69,22 @@ class EntityDef:
     country: str | None
     aliases: tuple[Alias, ...]
     label: str = ""
+    # Out of the repr so that the digest of a taxonomy naming no Wikidata item is what it
+    # was before the key existed (see `digest`).
+    wikidata: str | None = field(default=None, repr=False)
+
+    def labels(self, languages: Iterable[str]) -> dict[str, str]:
+        """The entity's name in each of `languages`: English is its `label`; another
+        language its first alias there (a stem's `*` dropped); its `label` (or id) when it
+        has none there."""
+        fallback = self.label or self.id
+        first: dict[str, str] = {}
+        for alias in self.aliases:
+            if alias.kind == "full":
+                first.setdefault(alias.language, alias.text.removesuffix("*").strip())
+        if self.label:
+            first["en"] = self.label
+        return {lang: first.get(lang) or fallback for lang in languages}
 
 
 @dataclass(frozen=True)
@@ -87,6 +110,12 @@ class Taxonomy:
     def alias_count(self) -> int:
         return sum(len(e.aliases) for e in self.entities)
 
+    def languages(self) -> tuple[str, ...]:
+        """Every language an entity has aliases in, and English (the language of `label`)."""
+        return tuple(
+            sorted({"en", *(a.language for e in self.entities for a in e.aliases if a.kind == "full")})
+        )
+
 
 def _need(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
     if key not in table:
@@ -111,7 +140,7 @@ def _strings_by_language(table: dict[str, Any], key: str, where: str) -> list[tu
     return pairs
 
 
-_ENTITY_KEYS = {"id", "type", "country", "label", "aliases", "weak_aliases", "exact_aliases"}
+_ENTITY_KEYS = {"id", "type", "country", "label", "wikidata", "aliases", "weak_aliases", "exact_aliases"}
 _TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight", "calibration"}
 
 
@@ -143,7 +172,12 @@ def _entity(table: Any, n: int, source: str) -> EntityDef:
     country = table.get("country")
     if country is not None and not (isinstance(country, str) and len(country) == 2 and country.isupper()):
         raise TaxonomyError(f'{where}: `country` must be an ISO 3166-1 alpha-2 code such as "KP"')
-    return EntityDef(eid, etype, country, tuple(aliases), str(table.get("label", "")))
+    wikidata = table.get("wikidata")
+    if wikidata is not None and not (isinstance(wikidata, str) and WIKIDATA_ID.fullmatch(wikidata)):
+        raise TaxonomyError(
+            f'{where}: `wikidata` must be a Wikidata item id such as "Q423", got {wikidata!r}'
+        )
+    return EntityDef(eid, etype, country, tuple(aliases), str(table.get("label", "")), wikidata)
 
 
 def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
@@ -222,8 +256,13 @@ def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy
 
 
 def digest(taxonomy: Taxonomy) -> str:
-    """A hash of the rules themselves (not of the file's comments or layout)."""
-    return hashlib.sha256(repr(replace(taxonomy, source="")).encode("utf-8")).hexdigest()[:16]
+    """A hash of the rules themselves (not of the file's comments or layout). Wikidata ids
+    count when an entity names one (a taxonomy naming none hashes as it did before)."""
+    text = repr(replace(taxonomy, source=""))
+    wikidata = [(e.id, e.wikidata) for e in taxonomy.entities if e.wikidata]
+    if wikidata:
+        text += repr(wikidata)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def record_version(path: Path, taxonomy: Taxonomy, force: bool = False) -> None:
