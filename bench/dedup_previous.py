@@ -15,7 +15,7 @@ import apache_beam as beam
 from pipeline.dedup.decide import Member, group_links, member, member_keys, resolve_links
 from pipeline.dedup.near import NearDupSettings
 from pipeline.steps.common import split_by_type
-from pipeline.steps.deduplicate import _route, signature_scheme
+from pipeline.steps.deduplicate import route_article, signature_scheme
 from schemas.records import Article, Duplicate, IndexEntry
 
 
@@ -43,5 +43,7 @@ class PreviousDeduplicateArticles(beam.PTransform):
             | "AllLinks" >> beam.combiners.ToList()
             | "Resolve" >> beam.Map(resolve_links)
         )
-        routed = signed | "Route" >> beam.FlatMap(_route, drops=beam.pvalue.AsSingleton(drops), scheme=scheme)
+        routed = signed | "Route" >> beam.FlatMap(
+            route_article, drops=beam.pvalue.AsSingleton(drops), scheme=scheme
+        )
         return split_by_type(routed, "Routed", articles=Article, duplicates=Duplicate, index=IndexEntry)
