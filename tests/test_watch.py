@@ -205,33 +205,12 @@ def test_bash_completion_offers_the_parsers_own_words(line: str, offered: set[st
 def test_progress_on_a_terminal_and_silence_in_a_pipe(
     tmp_path: Path, seeds_dir: Path, feed_server: FeedServer
 ) -> None:
-    import os
-    import pty
-    import select
-
     feed_server.routes["/rss"] = Route(feed_fixture("rss2.xml"))
     config = _config(tmp_path, seeds_dir, {"wire": feed_server.url("/rss")})
     command = [sys.executable, "-m", "pipeline.cli", "run", "--config", str(config)]
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        command + ["--output", str(tmp_path / "tty")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=slave
-    )
-    os.close(slave)
-    seen = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed: the run is over
-            break
-        if not chunk:
-            break
-        seen += chunk
-    assert proc.wait(timeout=120) == 0
-    os.close(master)
+    status, seen = _on_a_terminal(command + ["--output", str(tmp_path / "tty")])
+    assert status == 0
     assert b"feeds polled" in seen and b"processing and committing" in seen
 
     piped = subprocess.run(
