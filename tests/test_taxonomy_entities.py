@@ -108,6 +108,19 @@ def test_stems_are_long_enough_and_only_at_the_end(raw: dict[str, Any]) -> None:
     assert not bad
 
 
+def test_cue_stems_are_at_least_three_letters(raw: dict[str, Any]) -> None:
+    # A two-letter stem matches any word with that start: Russian "бо*" (meant for
+    # "бой", battle) took "более" and "большой" as war cues.
+    short = [
+        (topic["id"], cue)
+        for topic in raw["topics"]
+        for cues in topic.get("cues", {}).values()
+        for cue in cues
+        if cue.endswith("*") and len(cue.rstrip("*").strip()) < 3
+    ]
+    assert not short
+
+
 def test_ignore_phrases_are_strings_per_language(raw: dict[str, Any]) -> None:
     ignore = raw.get("ignore", {})
     assert {"en", "ko"} <= set(ignore)
