@@ -22,16 +22,8 @@ from connectors.state import FeedState, load_feed_states
 from pipeline.config import ConfigError, parse_config
 from pipeline.lake.store import Lake
 from pipeline.run import load_tagger, run_cycle
-from pipeline.streaming.unbounded import (
-    PANE_KEY,
-    CommitPanes,
-    FeedPoll,
-    Pane,
-    PaneReport,
-    StreamPlan,
-    WindowPolls,
-    run_unbounded,
-)
+from pipeline.streaming.panes import PANE_KEY, CommitPanes, FeedPoll, Pane, PaneReport, StreamPlan
+from pipeline.streaming.unbounded import WindowPolls, run_unbounded
 from pipeline.streaming.windows import due_feeds
 from schemas.ids import sha256_hex
 from schemas.records import RawFetch

@@ -61,14 +61,27 @@ class LandedPages:
 
 
 def landed_pages(batch_files: Iterable[str | Path]) -> LandedPages:
-    urls: set[str] = set()
-    remember: list[tuple[str, datetime]] = []
+    """The article pages of landed raw batch files (read without their bodies)."""
+    rows: list[dict[str, Any]] = []
     for path in batch_files:
         table = pq.read_table(path, columns=["source_kind", "origin", "status", "error_kind", "fetched_at"])
-        for row in table.filter(pc.equal(table["source_kind"], PAGE_KIND)).to_pylist():
-            urls.add(row["origin"])
-            if worth_remembering(row["status"], row["error_kind"]):
-                remember.append((row["origin"], row["fetched_at"]))
+        rows += table.filter(pc.equal(table["source_kind"], PAGE_KIND)).to_pylist()
+    return _pages(rows)
+
+
+def pages_to_remember(raws: Iterable[RawFetch]) -> LandedPages:
+    """The article pages among raw documents held in memory (a streaming pane's)."""
+    fields = ("origin", "status", "error_kind", "fetched_at")
+    return _pages([{f: getattr(r, f) for f in fields} for r in raws if r.source_kind == PAGE_KIND])
+
+
+def _pages(rows: list[dict[str, Any]]) -> LandedPages:
+    urls = {row["origin"] for row in rows}
+    remember = [
+        (row["origin"], row["fetched_at"])
+        for row in rows
+        if worth_remembering(row["status"], row["error_kind"])
+    ]
     return LandedPages(frozenset(urls), tuple(sorted(remember)))
 
 

@@ -8,16 +8,19 @@
   it backs off, is dead or was sent a Retry-After: `pipeline.streaming.windows.due_at`), and a
   per-host gap is kept between polls. Each fetched document is landed in `raw/` (the
   same `Lake.land_raw` as every run) before the poll is emitted, timestamped with its
-  fetch time.
+  fetch time. A feed with `fetch_articles` (and a news sitemap) has the pages of its new
+  entries fetched in the same poll and landed in the same batch (`fetch_new_pages`, as a
+  run does).
 - `WindowPolls`: fixed windows of `[stream] window_seconds` over fetch time. A pane
   fires when the watermark passes the window's end, or early, `window_seconds` of
   processing time after its first poll, whichever is first; polls later than the
   allowed lateness are dropped by Beam, but their batches are landed and the next start
   commits them.
-- `CommitPanes` (one key, so panes commit one at a time): a pane's documents are parsed,
-  cleaned, deduplicated, tagged and staged with the functions of the batch graph's steps,
-  and committed by `Lake.commit` (the commit `CommitRun` makes) as one run whose id is a
-  hash of the pane's raw batches: a retried pane commits once. Its Beam state is the
+- `CommitPanes` (`pipeline.streaming.panes`; one key, so panes commit one at a time): a
+  pane's documents go through the batch graph's stage chain (`pipeline.steps.chain`),
+  article pages joined as in a run, and are committed by `Lake.commit` (the commit
+  `CommitRun` makes) as one run whose id is a hash of the pane's raw batches: a retried
+  pane commits once. Its Beam state is the
   dedup memory (`pipeline.dedup.memory`): seeded from the persistent dedup index and
   learning each committed pane, with band members expiring after `lookback_days`. Feed
   validators are saved only after the commit that covers their poll.
@@ -53,84 +56,26 @@ from apache_beam.transforms import trigger, userstate, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from connectors.fetch import HttpSettings
 from connectors.http import FeedSource, landed_raws, poll_feeds
-from connectors.state import FeedState, load_feed_states, save_feed_states
-from pipeline.config import ConfigError, RunConfig
-from pipeline.dedup.decide import day_number, decide, indexed_member, member
-from pipeline.dedup.memory import DedupMemory, candidates, prune, remember
-from pipeline.dedup.near import NearDupSettings
-from pipeline.lake.files import STAGING, kill_point, stage_partition
+from connectors.state import FeedState, load_feed_states
+from pipeline.config import RunConfig
+from pipeline.lake.files import STAGING, kill_point
 from pipeline.lake.labels import record_taxonomy
 from pipeline.lake.store import Lake
 from pipeline.run import Polled, RunReport, commit_pending, load_tagger, pipeline_options
-from pipeline.steps.deduplicate import read_index_members, route_article, signature_scheme
-from pipeline.steps.parse import clean_or_reject, parse_raw
-from pipeline.steps.tag import tag_article
+from pipeline.steps.pages import fetch_new_pages
+from pipeline.streaming.panes import (
+    PANE_KEY,
+    CommitPanes,
+    FeedPoll,
+    Pane,
+    StreamPlan,
+    show_pane,
+    stopped,
+)
 from pipeline.streaming.windows import due_at, feed_interval
-from pipeline.tagging.tagger import Tagger
-from schemas.ids import stable_id
-from schemas.records import Article, Duplicate, Entry, IndexEntry, RawFetch, Reject
 
-PANE_KEY = "lake"  # every pane commits through one key: one commit at a time
 TIMINGS = {0: "early", 1: "on_time", 2: "late", 3: "unknown"}
-
-
-@dataclass(frozen=True)
-class FeedPoll:
-    """One poll of one feed: its status, the state to save once committed, what it landed."""
-
-    feed_url: str
-    feed_name: str
-    status: str
-    detail: str
-    state: FeedState
-    fetched_at: datetime
-    batch_id: str | None = None  # None: nothing landed (304, unchanged, skipped)
-    landed_date: str | None = None
-    raws: tuple[RawFetch, ...] = ()
-
-
-@dataclass(frozen=True)
-class Pane:
-    window_start: str
-    window_end: str
-    timing: str
-    polls: tuple[FeedPoll, ...]
-
-
-@dataclass(frozen=True)
-class PaneReport:
-    window_start: str
-    window_end: str
-    timing: str
-    polls: int
-    run_id: str | None  # None: nothing landed in the pane
-    rows: dict[str, int]
-    failed: tuple[str, ...]  # names of feeds whose poll failed
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """Everything the unbounded job needs, decided by the driver before it starts."""
-
-    output_dir: str
-    http: HttpSettings
-    poll_interval: float
-    window_seconds: float
-    allowed_lateness: float
-    stop_file: str
-    run_seconds: float | None  # the job stops itself this long after it starts; None: never
-    tagger: Tagger
-    keep_topics: tuple[str, ...]
-    near_dup: NearDupSettings
-    lookback_days: int
-    started_day: int  # the day signatures of the persistent index are seeded around
-    kill_at: str | None = None
-
-
-def stopped(plan: StreamPlan) -> bool:
-    return Path(plan.stop_file).exists()
 
 
 # --- the local runner -------------------------------------------------------
@@ -245,9 +190,12 @@ class PollFeeds(beam.DoFn):
         fetched_at = outcome.raw.fetched_at if outcome.raw is not None else datetime.now(timezone.utc)
         poll = FeedPoll(source.url, source.name, outcome.status, outcome.detail, outcome.state, fetched_at)
         if outcome.raw is not None:
-            raws = landed_raws([outcome])  # the document and a sitemap index's children
+            lake = Lake(self.plan.output_dir)
+            pages = fetch_new_pages([outcome], self.plan.articles, http, lake, _now)
+            # The document, a sitemap index's children, and the pages of their new entries.
+            raws = landed_raws([outcome]) + pages
             landed_at = outcome.raw.fetched_at  # the fetch's own time: no second clock reading
-            batch_id = Lake(self.plan.output_dir).land_raw(raws, landed_at)
+            batch_id = lake.land_raw(raws, landed_at)
             kill_point(self.plan.kill_at, "landed")
             poll = dataclasses.replace(
                 poll, batch_id=batch_id, landed_date=f"{landed_at:%Y-%m-%d}", raws=tuple(raws)
@@ -278,6 +226,10 @@ class PollFeeds(beam.DoFn):
 
 
 _NOT_POLLED = ("skipped_backoff", "skipped_dead", "retired")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 # --- windows ------------------------------------------------------------------
@@ -329,161 +281,6 @@ class WindowPolls(beam.PTransform):
         )
 
 
-# --- processing and commit ------------------------------------------------------
-
-
-def seed_memory(plan: StreamPlan) -> DedupMemory:
-    """The persistent dedup index as a memory: exact keys of every committed article,
-    signatures of those published within the lookback of the day the stream started."""
-    memory = DedupMemory()
-    scheme = signature_scheme(plan.near_dup)
-    for path in Lake(plan.output_dir).committed_files("dedup_index"):
-        for members in read_index_members(str(path), scheme, [plan.started_day], plan.lookback_days):
-            remember(memory, members, plan.near_dup)
-    return memory
-
-
-def deduplicate_pane(
-    articles: list[Article], memory: DedupMemory, settings: NearDupSettings, lookback_days: int
-) -> list[Article | Duplicate | IndexEntry]:
-    """The batch graph's decisions for a pane's articles, against each other and against
-    the remembered committed articles they share a key with."""
-    signed = [(a, member(a, settings)) for a in articles]
-    new = [m for _, m in signed]
-    drops = decide(new + candidates(memory, new, settings), settings, lookback_days)
-    scheme = signature_scheme(settings)
-    return [out for s in signed for out in route_article(s, drops, scheme)]
-
-
-def process_pane(plan: StreamPlan, raws: list[RawFetch], memory: DedupMemory) -> dict[str, list[Any]]:
-    """parse -> clean -> dedup -> tag, as the batch graph does: the four tables' records."""
-    rejects: list[Reject] = []
-    entries: list[Entry] = []
-    for out in (o for r in raws for o in parse_raw(r)):
-        (rejects if isinstance(out, Reject) else entries).append(out)
-    articles: list[Article] = []
-    for cleaned in map(clean_or_reject, entries):
-        (rejects if isinstance(cleaned, Reject) else articles).append(cleaned)
-    routed = deduplicate_pane(articles, memory, plan.near_dup, plan.lookback_days)
-    keep = frozenset(plan.keep_topics)
-    tagged = [tag_article(plan.tagger, keep, a) for a in routed if isinstance(a, Article)]
-    return {
-        "articles": [a for a in tagged if isinstance(a, Article)],
-        "rejects": rejects + [r for r in tagged if isinstance(r, Reject)],
-        "duplicates": [d for d in routed if isinstance(d, Duplicate)],
-        "dedup_index": [e for e in routed if isinstance(e, IndexEntry)],
-    }
-
-
-def save_committed_states(lake: Lake, polls: tuple[FeedPoll, ...]) -> None:
-    """Each feed's newest polled state joins `_state/feeds.json` (after its commit)."""
-    path = lake.state_path("feeds.json")
-    states = load_feed_states(path)
-    changed = False
-    for p in polls:
-        if p.state.last_polled_at is None:
-            continue
-        known = states.get(p.feed_url)
-        if known is None or (known.last_polled_at or "") <= p.state.last_polled_at:
-            states[p.feed_url] = p.state
-            changed = True
-    if changed:
-        save_feed_states(path, states)
-
-
-def commit_pane(plan: StreamPlan, pane: Pane, memory: DedupMemory) -> PaneReport:
-    """Process and commit one pane as one run; learn its articles; save its feeds' states."""
-    lake = Lake(plan.output_dir)
-    failed = tuple(sorted({p.feed_name for p in pane.polls if p.status == "error"}))
-    landed = {p.batch_id: p for p in pane.polls if p.batch_id is not None}
-    report = PaneReport(pane.window_start, pane.window_end, pane.timing, len(pane.polls), None, {}, failed)
-    if not landed:
-        save_committed_states(lake, pane.polls)
-        return report
-    run_id = stable_id("run", *sorted(landed))
-    committed = lake.manifests_by_id().get(run_id)
-    if committed is not None:  # a retried pane: committed once already, learned already
-        manifest = committed
-    else:
-        tables = process_pane(plan, [r for p in landed.values() for r in p.raws], memory)
-        staged = []
-        for table, records in tables.items():
-            by_partition: dict[str, list[Any]] = {}
-            for r in records:
-                by_partition.setdefault(r.partition_date, []).append(r)
-            staged += [
-                stage_partition(plan.output_dir, run_id, table, part, rows, plan.kill_at)
-                for part, rows in sorted(by_partition.items())
-            ]
-        manifest = lake.commit(
-            run_id,
-            sorted(landed),
-            staged,
-            {
-                "started_at": min(p.fetched_at for p in pane.polls).isoformat(),
-                "outcome": "partial" if failed else "ok",
-                "sources": {"polled": len(pane.polls), "failed": len(failed)},
-                "raw_landed": {b: p.landed_date for b, p in sorted(landed.items())},
-                "trigger": "stream",
-                "window": {"start": pane.window_start, "end": pane.window_end, "pane": pane.timing},
-            },
-            plan.kill_at,
-        )
-        kill_point(plan.kill_at, "committed")
-        index = tables["dedup_index"]
-        learned = (
-            indexed_member(
-                e.fetched_at, e.article_id, e.content_hash, e.signature, day_number(e.partition_date)
-            )
-            for e in index
-        )
-        remember(memory, learned, plan.near_dup)
-        if index:
-            prune(memory, max(day_number(e.partition_date) for e in index), plan.lookback_days)
-    save_committed_states(lake, pane.polls)
-    return dataclasses.replace(report, run_id=run_id, rows=dict(manifest["stats"]["rows"]))
-
-
-class CommitPanes(beam.DoFn):
-    """(PANE_KEY, Pane) -> PaneReport, one commit per pane; Beam state: the dedup memory."""
-
-    MEMORY = userstate.ReadModifyWriteStateSpec("dedup_memory", PickleCoder())
-
-    def __init__(self, plan: StreamPlan) -> None:
-        self.plan = plan
-
-    def process(
-        self,
-        element: tuple[str, Pane],
-        memory_state=beam.DoFn.StateParam(MEMORY),  # noqa: B008
-    ) -> Iterator[PaneReport]:
-        memory = memory_state.read()
-        if memory is None:
-            memory = seed_memory(self.plan)
-        report = commit_pane(self.plan, element[1], memory)
-        memory_state.write(memory)
-        yield report
-
-
-def format_pane(report: PaneReport) -> str:
-    rows = report.rows
-    what = (
-        f"run {report.run_id[:16]}: {rows.get('articles', 0)} articles, {rows.get('duplicates', 0)} "
-        f"duplicates, {rows.get('rejects', 0)} rejects"
-        if report.run_id
-        else "nothing new"
-    )
-    failed = f"; failed: {', '.join(report.failed)}" if report.failed else ""
-    return (
-        f"window {report.window_start[11:19]}-{report.window_end[11:19]} [{report.timing}, "
-        f"{report.polls} polls] {what}{failed}"
-    )
-
-
-def _show(report: PaneReport) -> None:
-    print(format_pane(report), flush=True)
-
-
 def build_unbounded(p: beam.Pipeline, plan: StreamPlan, feeds: list[tuple[FeedSource, FeedState]]) -> Any:
     held = p | "Open" >> beam.Create([None]) | "HoldUntilStop" >> beam.FlatMap(hold_until_stop, plan=plan)
     sources = p | "Feeds" >> beam.Create([(f.url, (f, s)) for f, s in feeds])
@@ -510,12 +307,6 @@ def run_unbounded(
     """Run the unbounded job until `stop` is set or, with `max_windows`, for that many
     window lengths; the open windows are then committed. Holds the lake's lock throughout."""
     options = unbounded_options(beam_args or [])
-    fetching = [f.name for f in config.feeds if f.fetch_articles]
-    if fetching:
-        raise ConfigError(
-            f"feed {fetching[0]!r}: `fetch_articles` is not supported by `stream --streaming`; "
-            "use `stream` without it"
-        )
     stop = stop or threading.Event()
     tagger = load_tagger(config)
     settings = config.stream
@@ -547,6 +338,7 @@ def run_unbounded(
             near_dup=config.near_dup,
             lookback_days=config.lookback_days,
             started_day=datetime.now(timezone.utc).date().toordinal(),
+            articles=config.articles,
             kill_at=kill_at,
         )
         longest = max(config.http.longest_wait, config.stream.poll_interval)
@@ -556,7 +348,7 @@ def run_unbounded(
         pipeline = beam.Pipeline(runner=runner, options=options)
         reports = build_unbounded(pipeline, plan, feeds)
         if show:
-            reports | "ShowPanes" >> beam.Map(_show)
+            reports | "ShowPanes" >> beam.Map(show_pane)
 
         finished = threading.Event()
         failure: list[BaseException] = []
