@@ -41,7 +41,9 @@ bench-lake: $(STAMP)
 	$(BIN)/python -m bench.lake $(ARGS)
 bench-templated: $(STAMP)
 	$(BIN)/python -m bench.templated $(ARGS)
-.PHONY: bench-langid
+.PHONY: bench-langid bench-staging
+bench-staging: $(STAMP)
+	$(BIN)/python -m bench.staging $(ARGS)
 bench-langid: $(STAMP)
 	$(BIN)/python -m bench.langid $(ARGS)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -164,6 +166,16 @@ TABLES: dict[str, Table] = {
 SCHEMA_VERSIONS = {name: t.version for name, t in TABLES.items()}
 
 
+# --- records to Arrow -----------------------------------------------------------
+#
+# `records_to_table` builds each column from the records' attributes in one pass and
+# hands pyarrow the nested tuples as they are. Converting record by record (the row-wise
+# reference below) built a dict per record and per nested value first, and took most of
+# a staged file's time. Both hand `pa.Table.from_arrays` per-column lists that pyarrow
+# reads alike (`_reads_as_plain` says when tuples may stand for `_plain`'s dicts and
+# lists), so they make the same table; tests/test_arrow_rows.py holds them equal.
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -185,9 +197,80 @@ def record_to_row(record: Any, table: Table, **extra: Any) -> dict[str, Any]:
     return {name: row.get(name) for name in table.schema.names}
 
 
-def records_to_table(records: list[Any], table: Table, **extra: Any) -> pa.Table:
+def records_to_table_by_rows(records: Sequence[Any], table: Table, **extra: Any) -> pa.Table:
+    """The row-wise conversion (a dict per record): the reference `records_to_table` is
+    held equal to, the fallback for mixed record types, and bench.staging's baseline."""
     rows = [record_to_row(r, table, **extra) for r in records]
     return pa.Table.from_pylist(rows, schema=table.schema)
+
+
+def records_to_table(records: Sequence[Any], table: Table, **extra: Any) -> pa.Table:
+    """Records of one dataclass type as `table`'s Arrow table, built column by column.
+
+    Columns the records do not carry are null unless `extra` gives their value (run_id,
+    batch_id; `extra` wins over a field of the same name, as in `record_to_row`);
+    `schema_version` is the table's version.
+    """
+    fields = _field_names(records)
+    if fields is None:  # mixed record types: the row-wise path reads each record's own fields
+        return records_to_table_by_rows(records, table, **extra)
+    columns = [_column(records, fields, field, table, extra) for field in table.schema]
+    # What Table.from_pylist does with its per-column lists: same conversion, same checks.
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _field_names(records: Sequence[Any]) -> frozenset[str] | None:
+    """The fields of the records' dataclass, or None unless all are of one dataclass type."""
+    kinds = {type(r) for r in records}
+    if len(kinds) > 1 or not all(dataclasses.is_dataclass(k) for k in kinds):
+        return None
+    return frozenset(f.name for k in kinds for f in dataclasses.fields(k))
+
+
+def _column(
+    records: Sequence[Any], fields: frozenset[str], field: pa.Field, table: Table, extra: dict[str, Any]
+) -> list[Any]:
+    """One column's values, in the form pa.array reads as it reads `_plain`'s."""
+    name = field.name
+    if name == "schema_version":
+        return [table.version] * len(records)
+    if name in extra:
+        return [extra[name]] * len(records)
+    if name not in fields:
+        return [None] * len(records)
+    values = list(map(attrgetter(name), records))
+    return values if _reads_as_plain(values, field.type) else [_plain(v) for v in values]
+
+
+def _reads_as_plain(values: Sequence[Any], type_: pa.DataType) -> bool:
+    """Whether pa.array reads `values` as they are exactly as it reads their `_plain` forms.
+
+    `_plain` changes only tuples, lists and dataclasses. pyarrow refuses all three for a
+    scalar type (so both forms fail alike), reads a tuple as a list, and reads a tuple as
+    a struct by position: a NamedTuple whose fields are the struct's, in its order, gives
+    the struct `_plain`'s dict (by name) gives. Anything else in a nested column (a
+    dataclass, a NamedTuple of other fields, a dict) sends the column through `_plain`.
+    """
+    if not pa.types.is_nested(type_):
+        return True
+    kinds = {type(v) for v in values} - {type(None)}
+    present = [v for v in values if v is not None]
+    if isinstance(type_, pa.StructType):
+        names = tuple(f.name for f in type_)
+        if not all(issubclass(k, tuple) and getattr(k, "_fields", None) == names for k in kinds):
+            return False
+        return all(
+            _reads_as_plain([v[i] for v in present], f.type)
+            for i, f in enumerate(type_)
+            if pa.types.is_nested(f.type)  # scalar children read alike (above): no need to gather them
+        )
+    if isinstance(type_, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)):
+        if not kinds <= {tuple, list}:
+            return False
+        if not pa.types.is_nested(type_.value_type):
+            return True
+        return _reads_as_plain([item for v in present for item in v], type_.value_type)
+    return False  # maps, unions: not in any schema; `_plain` it is
 
 
 def schemas_as_json() -> str:
