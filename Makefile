@@ -41,7 +41,9 @@ bench-lake: $(STAMP)
 	$(BIN)/python -m bench.lake $(ARGS)
 bench-templated: $(STAMP)
 	$(BIN)/python -m bench.templated $(ARGS)
-.PHONY: bench-langid bench-staging
+.PHONY: bench-langid bench-staging bench-realnews
+bench-realnews: $(STAMP)
+	$(BIN)/python -m bench.realnews $(ARGS)
 bench-staging: $(STAMP)
 	$(BIN)/python -m bench.staging $(ARGS)
 bench-langid: $(STAMP)
