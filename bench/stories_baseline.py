@@ -1,6 +1,6 @@
-"""Baseline for linking reports of the same story across languages.
+"""Baselines and the story-signature rule for linking reports of the same story across languages.
 
-    python -m bench.stories_baseline [--texts DIR] [--pairs FILE] [--window DAYS]
+    python -m bench.stories_baseline [--texts DIR] [--pairs FILE] [--window DAYS] [--cost] [--explain]
 
 Reads the labelled pairs (tests/eval/stories/pairs.jsonl: ids and labels only),
 joins them with the real article texts (../shared/realnews by default; texts stay
@@ -12,29 +12,47 @@ each pair:
   (b) entities+date (a), set to 0 when both articles have `published` more than
                     --window days apart
   (c) names         Jaccard of transliterated capitalised words; only when `anyascii`
-                    or `unidecode` is importable (nothing is installed for it)
+                    or `unidecode` is importable
+  (d) signature     pipeline.stories: `same_story` points of the two story signatures
+                    (entities, names, numbers, event days, lead terms, publication gap),
+                    with the rarity of names/numbers/terms counted over the articles of
+                    the pairs; `link.THRESHOLD` is marked with *
 
-For each variant and threshold it prints precision/recall of "linked" (score >=
-threshold) against `same_story`, separately for same-language and cross-language
-pairs, and the share of `same_topic` and `unrelated` pairs that get linked.
+The pairs are split into a dev and a test half (`split_pairs`: by candidate group,
+pairs that share an article within a group stay together); the rule's weights were set
+a priori and its threshold chosen on dev. For each split, variant and threshold it
+prints precision/recall of "linked" (score >= threshold) against `same_story`,
+separately for same-language and cross-language pairs, and the share of `same_topic`,
+`unrelated` and both ("different") that get linked, with counts. `--cost` times the
+signature (µs per article) and the comparison (µs per pair); `--explain` lists the
+pairs rule (d) gets wrong, with their evidence (ids and figures only).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import re
-from collections.abc import Callable
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from pipeline.stories.link import THRESHOLD, Rarity, compare, score, weigh
+from pipeline.stories.signals import StorySignature, signature
 from pipeline.tagging.tagger import Tagger, load_taxonomy
 
 _ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PAIRS = _ROOT / "tests" / "eval" / "stories" / "pairs.jsonl"
 DEFAULT_TEXTS = _ROOT.parent / "shared" / "realnews"
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+RULE_THRESHOLDS = tuple(sorted({0.4, 0.5, 0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, THRESHOLD}))
+SPLITS = ("dev", "test", "all")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]{2,}\b")
 
 
@@ -83,32 +101,157 @@ def transliterator() -> Callable[[str], str] | None:
     return None
 
 
-def rates(scored: list[tuple[dict[str, str], float]], threshold: float) -> dict[str, str]:
-    def pr(rows: list[tuple[dict[str, str], float]]) -> tuple[str, str]:
-        linked = [r for r, s in rows if s >= threshold]
-        gold = [r for r, _ in rows if r["label"] == "same_story"]
-        tp = sum(r["label"] == "same_story" for r in linked)
-        precision = f"{tp / len(linked):.2f}" if linked else "-"
-        recall = f"{tp / len(gold):.2f}" if gold else "-"
-        return precision, recall
+def split_pairs(pairs: Sequence[dict[str, str]]) -> list[str]:
+    """ "dev" or "test" for each pair, deterministically.
 
-    def linked_rate(*labels: str) -> str:
-        rows = [s for r, s in scored if r["label"] in labels]
-        return f"{sum(s >= threshold for s in rows) / len(rows):.2f}" if rows else "-"
+    Pairs of one `candidate` group that share an article form a component (related
+    pairs stay together); each group's components, ordered by a hash of their smallest
+    pair, go one by one to the half that has fewer pairs so far (dev on a tie)."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
 
-    same = [(r, s) for r, s in scored if r["lang_a"] == r["lang_b"]]
-    cross = [(r, s) for r, s in scored if r["lang_a"] != r["lang_b"]]
-    p_same, r_same = pr(same)
-    p_cross, r_cross = pr(cross)
+    def root(x: tuple[str, str]) -> tuple[str, str]:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for p in pairs:
+        parent[root((p["candidate"], p["a"]))] = root((p["candidate"], p["b"]))
+    components: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        components[root((p["candidate"], p["a"]))].append(i)
+
+    def order(key: tuple[str, str]) -> str:
+        smallest = min("|".join(sorted((pairs[i]["a"], pairs[i]["b"]))) for i in components[key])
+        return hashlib.sha1(smallest.encode()).hexdigest()
+
+    split = [""] * len(pairs)
+    for group in sorted({p["candidate"] for p in pairs}):
+        sizes = {"dev": 0, "test": 0}
+        for key in sorted((k for k in components if k[0] == group), key=order):
+            half = "dev" if sizes["dev"] <= sizes["test"] else "test"
+            sizes[half] += len(components[key])
+            for i in components[key]:
+                split[i] = half
+    return split
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Linked pairs at one threshold, with counts."""
+
+    same_linked: int  # same_story pairs linked, same language
+    same_total: int
+    cross_linked: int
+    cross_total: int
+    topic_linked: int
+    topic_total: int
+    unrelated_linked: int
+    unrelated_total: int
+    false_same: int  # different-story pairs linked, same language
+    false_cross: int
+
+    @property
+    def recall_same(self) -> float:
+        return self.same_linked / self.same_total if self.same_total else 0.0
+
+    @property
+    def recall_cross(self) -> float:
+        return self.cross_linked / self.cross_total if self.cross_total else 0.0
+
+    @property
+    def different_linked(self) -> int:
+        return self.topic_linked + self.unrelated_linked
+
+    @property
+    def different_total(self) -> int:
+        return self.topic_total + self.unrelated_total
+
+    @property
+    def different_rate(self) -> float:
+        return self.different_linked / self.different_total if self.different_total else 0.0
+
+
+def figures(scored: Sequence[tuple[dict[str, str], float]], threshold: float) -> Figures:
+    def count(label: str, same: bool | None = None) -> tuple[int, int]:
+        rows = [
+            s
+            for p, s in scored
+            if p["label"] == label and (same is None or (p["lang_a"] == p["lang_b"]) == same)
+        ]
+        return sum(s >= threshold for s in rows), len(rows)
+
+    false_same = sum(
+        s >= threshold and p["label"] != "same_story" and p["lang_a"] == p["lang_b"] for p, s in scored
+    )
+    false_all = sum(s >= threshold and p["label"] != "same_story" for p, s in scored)
+    return Figures(
+        *count("same_story", True),
+        *count("same_story", False),
+        *count("same_topic"),
+        *count("unrelated"),
+        false_same,
+        false_all - false_same,
+    )
+
+
+def rates(scored: Sequence[tuple[dict[str, str], float]], threshold: float) -> dict[str, str]:
+    def precision(linked: int, wrong: int) -> str:
+        return f"{linked / (linked + wrong):.2f}" if linked + wrong else "-"
+
+    def share(k: int, n: int) -> str:
+        return f"{k / n:.2f} ({k}/{n})" if n else "-"
+
+    f = figures(scored, threshold)
     return {
-        "P same": p_same,
-        "R same": r_same,
-        "P cross": p_cross,
-        "R cross": r_cross,
-        "topic linked": linked_rate("same_topic"),
-        "unrelated linked": linked_rate("unrelated"),
-        "different linked": linked_rate("same_topic", "unrelated"),
+        "P same": precision(f.same_linked, f.false_same),
+        "R same": share(f.same_linked, f.same_total),
+        "P cross": precision(f.cross_linked, f.false_cross),
+        "R cross": share(f.cross_linked, f.cross_total),
+        "topic linked": share(f.topic_linked, f.topic_total),
+        "unrelated linked": share(f.unrelated_linked, f.unrelated_total),
+        "different linked": share(f.different_linked, f.different_total),
     }
+
+
+def story_signatures(
+    articles: dict[str, dict[str, str | None]], entities: dict[str, tuple[object, ...]]
+) -> dict[str, StorySignature]:
+    return {
+        i: signature(r.get("title") or "", body(r), r.get("language"), r.get("published"), entities[i])
+        for i, r in articles.items()
+    }
+
+
+def rule_scores(pairs: Sequence[dict[str, str]], signatures: dict[str, StorySignature]) -> list[float]:
+    """Rule (d) for each pair, rarity counted over the signatures given (in id order)."""
+    rarity = Rarity.of(signatures[i] for i in sorted(signatures))
+    weighed = {i: weigh(s, rarity) for i, s in signatures.items()}
+    return [score(weighed[p["a"]], weighed[p["b"]]) for p in pairs]
+
+
+def rule_figures(texts: Path = DEFAULT_TEXTS, pairs_file: Path = DEFAULT_PAIRS) -> dict[str, Figures]:
+    """Rule (d) at `THRESHOLD` on the dev and test halves and on all pairs."""
+    pairs = load_pairs(pairs_file)
+    articles = load_articles(texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
+    tagger = Tagger(load_taxonomy())
+    tagged = {i: tagger.tag(r.get("title") or "", body(r), r.get("language"))[0] for i, r in articles.items()}
+    scores = rule_scores(pairs, story_signatures(articles, tagged))
+    split = split_pairs(pairs)
+    return {
+        name: figures(
+            [(p, s) for p, s, h in zip(pairs, scores, split, strict=True) if name in ("all", h)], THRESHOLD
+        )
+        for name in SPLITS
+    }
+
+
+def _median_us(runs: int, count: int, work: Callable[[], object]) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - start) / count * 1e6)
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,15 +259,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--texts", type=Path, default=DEFAULT_TEXTS)
     parser.add_argument("--pairs", type=Path, default=DEFAULT_PAIRS)
     parser.add_argument("--window", type=int, default=3, help="date rule: max days apart (default 3)")
+    parser.add_argument("--cost", action="store_true", help="time signatures and comparisons (5 runs)")
+    parser.add_argument("--explain", action="store_true", help="list the pairs rule (d) gets wrong")
     args = parser.parse_args(argv)
 
     pairs = load_pairs(args.pairs)
     articles = load_articles(args.texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
     tagger = Tagger(load_taxonomy())
-    entities: dict[str, set[str]] = {}
+    tagged: dict[str, tuple[object, ...]] = {}
+    start = time.perf_counter()
     for article_id, record in articles.items():
         found, _, _ = tagger.tag(record.get("title") or "", body(record), record.get("language"))
-        entities[article_id] = {e.id for e in found}
+        tagged[article_id] = found
+    tag_us = (time.perf_counter() - start) / len(articles) * 1e6
+    entities = {i: {e.id for e in found} for i, found in tagged.items()}  # type: ignore[attr-defined]
+    signatures = story_signatures(articles, tagged)
+    rule = dict(zip(((p["a"], p["b"]) for p in pairs), rule_scores(pairs, signatures), strict=True))
 
     def date_ok(p: dict[str, str]) -> bool:
         gap = days_apart(articles[p["a"]].get("published"), articles[p["b"]].get("published"))
@@ -141,7 +291,9 @@ def main(argv: list[str] | None = None) -> None:
             for i, r in articles.items()
         }
         variants["(c) names"] = lambda p: jaccard(names[p["a"]], names[p["b"]])
+    variants["(d) signature"] = lambda p: rule[(p["a"], p["b"])]
 
+    split = split_pairs(pairs)
     counts: dict[str, int] = {}
     for p in pairs:
         kind = "same-language" if p["lang_a"] == p["lang_b"] else "cross-language"
@@ -150,11 +302,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(pairs)} pairs, {len(articles)} articles; "
         + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     )
+    print(f"split: dev {split.count('dev')} pairs, test {split.count('test')} pairs (split_pairs)")
     untagged = sum(not e for e in entities.values())
     print(f"articles with no taxonomy entity: {untagged}/{len(entities)}; date window {args.window} days")
     if translit is None:
         print("(c) names: skipped (neither anyascii nor unidecode is installed)")
-    print()
+    print(f"(d) signature: threshold {THRESHOLD} (marked *)")
     columns = [
         "variant",
         "threshold",
@@ -166,13 +319,59 @@ def main(argv: list[str] | None = None) -> None:
         "unrelated linked",
         "different linked",
     ]
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for name, score in variants.items():
-        scored = [(p, score(p)) for p in pairs]
-        for threshold in THRESHOLDS:
-            row = rates(scored, threshold)
-            print(f"| {name} | {threshold:.2f} | " + " | ".join(row[c] for c in columns[2:]) + " |")
+    for name in SPLITS:
+        chosen = [p for p, h in zip(pairs, split, strict=True) if name in ("all", h)]
+        print(f"\n### {name} ({len(chosen)} pairs)\n")
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for variant, scorer in variants.items():
+            scored = [(p, scorer(p)) for p in chosen]
+            for threshold in RULE_THRESHOLDS if variant.startswith("(d)") else THRESHOLDS:
+                row = rates(scored, threshold)
+                mark = "*" if variant.startswith("(d)") and threshold == THRESHOLD else ""
+                print(
+                    f"| {variant} | {threshold:.2f}{mark} | " + " | ".join(row[c] for c in columns[2:]) + " |"
+                )
+
+    if args.cost:
+        records = [
+            (r.get("title") or "", body(r), r.get("language"), r.get("published"), tagged[i])
+            for i, r in articles.items()
+        ]
+        sig_us = _median_us(5, len(records), lambda: [signature(*r) for r in records])
+        rarity_us = _median_us(5, len(signatures), lambda: Rarity.of(signatures.values()))
+        rarity = Rarity.of(signatures[i] for i in sorted(signatures))
+        weigh_us = _median_us(5, len(signatures), lambda: [weigh(s, rarity) for s in signatures.values()])
+        weighed = {i: weigh(s, rarity) for i, s in signatures.items()}
+        # every pair of the labelled set, 10 times; and all pairs of articles (most are skipped
+        # on the publication gap, as a lookback window's would be)
+        labelled = [(weighed[p["a"]], weighed[p["b"]]) for p in pairs] * 10
+        pair_us = _median_us(5, len(labelled), lambda: [score(a, b) for a, b in labelled])
+        ordered = [weighed[i] for i in sorted(weighed)]
+        every = [(a, b) for n, a in enumerate(ordered) for b in ordered[n + 1 :]]
+        every_us = _median_us(5, len(every), lambda: [score(a, b) for a, b in every])
+        print(
+            f"\ncost (median of 5 runs): signature {sig_us:.0f} µs/article; rarity table {rarity_us:.1f}"
+            f" + weighing {weigh_us:.1f} µs/article; comparison {pair_us:.1f} µs/pair (labelled pairs),"
+            f" {every_us:.2f} µs/pair (all {len(every)} pairs of the {len(ordered)} articles);"
+            f" tagging (one run, for scale) {tag_us:.0f} µs/article"
+        )
+
+    if args.explain:
+        rarity = Rarity.of(signatures[i] for i in sorted(signatures))
+        weighed = {i: weigh(s, rarity) for i, s in signatures.items()}
+        print(f"\npairs rule (d) gets wrong at {THRESHOLD}:")
+        for p, half in zip(pairs, split, strict=True):
+            points = rule[(p["a"], p["b"])]
+            if (points >= THRESHOLD) == (p["label"] == "same_story"):
+                continue
+            e = compare(weighed[p["a"]], weighed[p["b"]])
+            print(
+                f"  {'linked' if points >= THRESHOLD else 'missed'} {points:.2f} {half} {p['label']} "
+                f"{p['lang_a']}-{p['lang_b']} {p['a']} {p['b']} gap={e.gap} entities={e.entities:.2f} "
+                f"names={e.names:.1f} numbers={e.numbers:.1f} days={e.days} terms={e.terms:.2f} "
+                f"({p['candidate']})"
+            )
 
 
 if __name__ == "__main__":
