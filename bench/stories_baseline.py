@@ -31,52 +31,33 @@ pairs rule (d) gets wrong, with their evidence (ids and figures only).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
-import json
 import re
 import statistics
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from pipeline.stories.evaluate import (
+    DEFAULT_PAIRS,
+    DEFAULT_TEXTS,
+    SPLITS,
+    body,
+    figures,
+    load_articles,
+    load_pairs,
+    rule_scores,
+    split_pairs,
+    story_signatures,
+)
 from pipeline.stories.link import THRESHOLD, Rarity, compare, score, weigh
-from pipeline.stories.signals import StorySignature, signature
+from pipeline.stories.signals import signature
 from pipeline.tagging.tagger import Tagger, load_taxonomy
 
-_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PAIRS = _ROOT / "tests" / "eval" / "stories" / "pairs.jsonl"
-DEFAULT_TEXTS = _ROOT.parent / "shared" / "realnews"
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 RULE_THRESHOLDS = tuple(sorted({0.4, 0.5, 0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, THRESHOLD}))
-SPLITS = ("dev", "test", "all")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z]{2,}\b")
-
-
-def load_pairs(path: Path) -> list[dict[str, str]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def load_articles(texts: Path, wanted: set[str]) -> dict[str, dict[str, str | None]]:
-    found: dict[str, dict[str, str | None]] = {}
-    for path in sorted(texts.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if record.get("id") in wanted:
-                found[record["id"]] = record
-    missing = wanted - found.keys()
-    if missing:
-        raise SystemExit(f"{len(missing)} labelled ids have no text in {texts}, e.g. {sorted(missing)[0]!r}")
-    return found
-
-
-def body(record: dict[str, str | None]) -> str:
-    return "\n".join(p.strip() for p in (record.get("text") or "").split("\n\n") if p.strip())
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -101,99 +82,6 @@ def transliterator() -> Callable[[str], str] | None:
     return None
 
 
-def split_pairs(pairs: Sequence[dict[str, str]]) -> list[str]:
-    """ "dev" or "test" for each pair, deterministically.
-
-    Pairs of one `candidate` group that share an article form a component (related
-    pairs stay together); each group's components, ordered by a hash of their smallest
-    pair, go one by one to the half that has fewer pairs so far (dev on a tie)."""
-    parent: dict[tuple[str, str], tuple[str, str]] = {}
-
-    def root(x: tuple[str, str]) -> tuple[str, str]:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    for p in pairs:
-        parent[root((p["candidate"], p["a"]))] = root((p["candidate"], p["b"]))
-    components: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, p in enumerate(pairs):
-        components[root((p["candidate"], p["a"]))].append(i)
-
-    def order(key: tuple[str, str]) -> str:
-        smallest = min("|".join(sorted((pairs[i]["a"], pairs[i]["b"]))) for i in components[key])
-        return hashlib.sha1(smallest.encode()).hexdigest()
-
-    split = [""] * len(pairs)
-    for group in sorted({p["candidate"] for p in pairs}):
-        sizes = {"dev": 0, "test": 0}
-        for key in sorted((k for k in components if k[0] == group), key=order):
-            half = "dev" if sizes["dev"] <= sizes["test"] else "test"
-            sizes[half] += len(components[key])
-            for i in components[key]:
-                split[i] = half
-    return split
-
-
-@dataclass(frozen=True)
-class Figures:
-    """Linked pairs at one threshold, with counts."""
-
-    same_linked: int  # same_story pairs linked, same language
-    same_total: int
-    cross_linked: int
-    cross_total: int
-    topic_linked: int
-    topic_total: int
-    unrelated_linked: int
-    unrelated_total: int
-    false_same: int  # different-story pairs linked, same language
-    false_cross: int
-
-    @property
-    def recall_same(self) -> float:
-        return self.same_linked / self.same_total if self.same_total else 0.0
-
-    @property
-    def recall_cross(self) -> float:
-        return self.cross_linked / self.cross_total if self.cross_total else 0.0
-
-    @property
-    def different_linked(self) -> int:
-        return self.topic_linked + self.unrelated_linked
-
-    @property
-    def different_total(self) -> int:
-        return self.topic_total + self.unrelated_total
-
-    @property
-    def different_rate(self) -> float:
-        return self.different_linked / self.different_total if self.different_total else 0.0
-
-
-def figures(scored: Sequence[tuple[dict[str, str], float]], threshold: float) -> Figures:
-    def count(label: str, same: bool | None = None) -> tuple[int, int]:
-        rows = [
-            s
-            for p, s in scored
-            if p["label"] == label and (same is None or (p["lang_a"] == p["lang_b"]) == same)
-        ]
-        return sum(s >= threshold for s in rows), len(rows)
-
-    false_same = sum(
-        s >= threshold and p["label"] != "same_story" and p["lang_a"] == p["lang_b"] for p, s in scored
-    )
-    false_all = sum(s >= threshold and p["label"] != "same_story" for p, s in scored)
-    return Figures(
-        *count("same_story", True),
-        *count("same_story", False),
-        *count("same_topic"),
-        *count("unrelated"),
-        false_same,
-        false_all - false_same,
-    )
-
-
 def rates(scored: Sequence[tuple[dict[str, str], float]], threshold: float) -> dict[str, str]:
     def precision(linked: int, wrong: int) -> str:
         return f"{linked / (linked + wrong):.2f}" if linked + wrong else "-"
@@ -210,38 +98,6 @@ def rates(scored: Sequence[tuple[dict[str, str], float]], threshold: float) -> d
         "topic linked": share(f.topic_linked, f.topic_total),
         "unrelated linked": share(f.unrelated_linked, f.unrelated_total),
         "different linked": share(f.different_linked, f.different_total),
-    }
-
-
-def story_signatures(
-    articles: dict[str, dict[str, str | None]], entities: dict[str, tuple[object, ...]]
-) -> dict[str, StorySignature]:
-    return {
-        i: signature(r.get("title") or "", body(r), r.get("language"), r.get("published"), entities[i])
-        for i, r in articles.items()
-    }
-
-
-def rule_scores(pairs: Sequence[dict[str, str]], signatures: dict[str, StorySignature]) -> list[float]:
-    """Rule (d) for each pair, rarity counted over the signatures given (in id order)."""
-    rarity = Rarity.of(signatures[i] for i in sorted(signatures))
-    weighed = {i: weigh(s, rarity) for i, s in signatures.items()}
-    return [score(weighed[p["a"]], weighed[p["b"]]) for p in pairs]
-
-
-def rule_figures(texts: Path = DEFAULT_TEXTS, pairs_file: Path = DEFAULT_PAIRS) -> dict[str, Figures]:
-    """Rule (d) at `THRESHOLD` on the dev and test halves and on all pairs."""
-    pairs = load_pairs(pairs_file)
-    articles = load_articles(texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
-    tagger = Tagger(load_taxonomy())
-    tagged = {i: tagger.tag(r.get("title") or "", body(r), r.get("language"))[0] for i, r in articles.items()}
-    scores = rule_scores(pairs, story_signatures(articles, tagged))
-    split = split_pairs(pairs)
-    return {
-        name: figures(
-            [(p, s) for p, s, h in zip(pairs, scores, split, strict=True) if name in ("all", h)], THRESHOLD
-        )
-        for name in SPLITS
     }
 
 

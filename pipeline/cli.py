@@ -214,17 +214,23 @@ def _parser() -> argparse.ArgumentParser:
     verbose(tag)
     evaluate = sub.add_parser(
         "eval",
-        help="tagging precision, recall and F1 on a labelled set",
+        help="tagging (or story linking) precision, recall and F1 on a labelled set",
         description="Tag a labelled set and print precision, recall and F1 per topic and per "
         "language: `written` (tests/eval/tagging, the default), `real` (the labels of "
         "tests/eval/real joined with real published articles from --texts), or a folder of "
-        "labelled *.jsonl written like tests/eval/tagging.",
+        "labelled *.jsonl written like tests/eval/tagging. With --stories: story linking on the "
+        "labelled pairs of real articles (tests/eval/stories), pair precision and recall, "
+        "same-language and cross-language.",
+    )
+    evaluate.add_argument(
+        "--stories", action="store_true", help="evaluate story linking on tests/eval/stories instead"
     )
     evaluate.add_argument("--set", dest="eval_set", default="written", help="written | real | FOLDER")
     evaluate.add_argument(
         "--texts",
         type=Path,
-        help="folder of the real articles (*.jsonl) for --set real (default: ../shared/realnews)",
+        help="folder of the real articles (*.jsonl) for --set real and --stories "
+        "(default: ../shared/realnews)",
     )
     evaluate.add_argument("--split", choices=["dev", "test", "all"], default="all")
     evaluate.add_argument("--taxonomy", type=Path, help="taxonomy TOML (default: built-in)")

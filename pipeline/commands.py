@@ -71,6 +71,8 @@ def config_from(args: argparse.Namespace) -> RunConfig:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    if args.stories:
+        return evaluate_stories(args)
     from pipeline.tagging.evaluate import (
         DEFAULT_EVAL_SET,
         DEFAULT_REAL_TEXTS,
@@ -95,6 +97,19 @@ def evaluate(args: argparse.Namespace) -> int:
         print("newsbeam: no labelled articles found", file=sys.stderr)
         return EXIT_FAILED
     print(format_report(evaluate(tagger, articles), show_mistakes=args.mistakes))
+    return 0
+
+
+def evaluate_stories(args: argparse.Namespace) -> int:
+    from pipeline.stories.evaluate import DEFAULT_PAIRS, DEFAULT_TEXTS, format_report, rule_figures
+
+    try:
+        figures = rule_figures(args.texts or DEFAULT_TEXTS, DEFAULT_PAIRS)
+    except (TaxonomyError, ValueError, OSError) as exc:
+        print(f"newsbeam: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    wanted = ("dev", "test", "all") if args.split == "all" else (args.split,)
+    print(format_report({name: figures[name] for name in wanted}))
     return 0
 
 

@@ -9,12 +9,14 @@ costs linking quality fails here.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from bench.stories_baseline import DEFAULT_PAIRS, load_pairs, rule_figures, split_pairs
+from pipeline.stories.evaluate import DEFAULT_PAIRS, load_pairs, rule_figures, split_pairs
 from pipeline.stories.link import (
     MAX_GAP,
     THRESHOLD,
@@ -209,3 +211,18 @@ def test_rule_figures_on_the_test_half_of_the_real_pairs() -> None:
     every = figures["all"]
     assert every.recall_same >= 0.75 and every.recall_cross >= 0.65 and every.different_rate <= 0.06
     assert json.dumps(figures["dev"].__dict__)  # plain numbers only
+
+
+@pytest.mark.skipif(not REALNEWS.is_dir(), reason=f"the real texts are not beside the project ({REALNEWS})")
+def test_newsbeam_eval_stories_prints_pair_precision_and_recall_per_split(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    cli = [sys.executable, "-m", "pipeline.cli", "eval", "--stories"]
+    done = subprocess.run([*cli, "--split", "test"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| test |")]
+    assert len(rows) == 1, done.stdout
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    recall_same, recall_cross, different = (float(cells[i].split()[0]) for i in (2, 4, 5))
+    assert recall_same >= 0.68 and recall_cross >= 0.65 and different <= 0.07, rows[0]
+    missing = subprocess.run([*cli, "--texts", str(tmp_path)], cwd=root, capture_output=True, text=True)
+    assert missing.returncode == 2 and "no text in" in missing.stderr

@@ -1,0 +1,203 @@
+"""Story linking measured on labelled pairs of real articles (`newsbeam eval --stories`).
+
+The pairs (tests/eval/stories/pairs.jsonl: ids, labels `same_story`, `same_topic` or
+`unrelated`, a reason in our words) are joined by id with the real article texts, which
+stay outside the project (`../shared/realnews` beside it by default). Every article is
+tagged and condensed to its story signature (`pipeline.stories.signals`), each pair is
+scored (`pipeline.stories.link.same_story`, rarity counted over the pairs' articles) and
+linked at `link.THRESHOLD`. The pairs are split in a dev and a test half by candidate
+group (`split_pairs`); the threshold was chosen on dev.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.stories.link import THRESHOLD, Rarity, score, weigh
+from pipeline.stories.signals import StorySignature, signature
+from pipeline.tagging.tagger import Tagger, load_taxonomy
+
+_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PAIRS = _ROOT / "tests" / "eval" / "stories" / "pairs.jsonl"
+DEFAULT_TEXTS = _ROOT.parent / "shared" / "realnews"
+SPLITS = ("dev", "test", "all")
+
+
+def load_pairs(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_articles(texts: Path, wanted: set[str]) -> dict[str, dict[str, str | None]]:
+    """The records of `texts/*.jsonl` whose id is wanted; ValueError when one has no text."""
+    if not texts.is_dir():
+        raise ValueError(f"{texts}: no such folder of real articles (give it with --texts)")
+    found: dict[str, dict[str, str | None]] = {}
+    for path in sorted(texts.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("id") in wanted:
+                found[record["id"]] = record
+    missing = wanted - found.keys()
+    if missing:
+        raise ValueError(f"{len(missing)} labelled ids have no text in {texts}, e.g. {sorted(missing)[0]!r}")
+    return found
+
+
+def body(record: dict[str, str | None]) -> str:
+    return "\n".join(p.strip() for p in (record.get("text") or "").split("\n\n") if p.strip())
+
+
+def split_pairs(pairs: Sequence[dict[str, str]]) -> list[str]:
+    """ "dev" or "test" for each pair, deterministically.
+
+    Pairs of one `candidate` group that share an article form a component (related
+    pairs stay together); each group's components, ordered by a hash of their smallest
+    pair, go one by one to the half that has fewer pairs so far (dev on a tie)."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(x: tuple[str, str]) -> tuple[str, str]:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for p in pairs:
+        parent[root((p["candidate"], p["a"]))] = root((p["candidate"], p["b"]))
+    components: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        components[root((p["candidate"], p["a"]))].append(i)
+
+    def order(key: tuple[str, str]) -> str:
+        smallest = min("|".join(sorted((pairs[i]["a"], pairs[i]["b"]))) for i in components[key])
+        return hashlib.sha1(smallest.encode()).hexdigest()
+
+    split = [""] * len(pairs)
+    for group in sorted({p["candidate"] for p in pairs}):
+        sizes = {"dev": 0, "test": 0}
+        for key in sorted((k for k in components if k[0] == group), key=order):
+            half = "dev" if sizes["dev"] <= sizes["test"] else "test"
+            sizes[half] += len(components[key])
+            for i in components[key]:
+                split[i] = half
+    return split
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Linked pairs at one threshold, with counts."""
+
+    same_linked: int  # same_story pairs linked, same language
+    same_total: int
+    cross_linked: int
+    cross_total: int
+    topic_linked: int
+    topic_total: int
+    unrelated_linked: int
+    unrelated_total: int
+    false_same: int  # different-story pairs linked, same language
+    false_cross: int
+
+    @property
+    def recall_same(self) -> float:
+        return self.same_linked / self.same_total if self.same_total else 0.0
+
+    @property
+    def recall_cross(self) -> float:
+        return self.cross_linked / self.cross_total if self.cross_total else 0.0
+
+    @property
+    def different_linked(self) -> int:
+        return self.topic_linked + self.unrelated_linked
+
+    @property
+    def different_total(self) -> int:
+        return self.topic_total + self.unrelated_total
+
+    @property
+    def different_rate(self) -> float:
+        return self.different_linked / self.different_total if self.different_total else 0.0
+
+
+def figures(scored: Sequence[tuple[dict[str, str], float]], threshold: float) -> Figures:
+    def count(label: str, same: bool | None = None) -> tuple[int, int]:
+        rows = [
+            s
+            for p, s in scored
+            if p["label"] == label and (same is None or (p["lang_a"] == p["lang_b"]) == same)
+        ]
+        return sum(s >= threshold for s in rows), len(rows)
+
+    false_same = sum(
+        s >= threshold and p["label"] != "same_story" and p["lang_a"] == p["lang_b"] for p, s in scored
+    )
+    false_all = sum(s >= threshold and p["label"] != "same_story" for p, s in scored)
+    return Figures(
+        *count("same_story", True),
+        *count("same_story", False),
+        *count("same_topic"),
+        *count("unrelated"),
+        false_same,
+        false_all - false_same,
+    )
+
+
+def story_signatures(
+    articles: dict[str, dict[str, str | None]], entities: dict[str, tuple[object, ...]]
+) -> dict[str, StorySignature]:
+    return {
+        i: signature(r.get("title") or "", body(r), r.get("language"), r.get("published"), entities[i])
+        for i, r in articles.items()
+    }
+
+
+def rule_scores(pairs: Sequence[dict[str, str]], signatures: dict[str, StorySignature]) -> list[float]:
+    """Rule (d) for each pair, rarity counted over the signatures given (in id order)."""
+    rarity = Rarity.of(signatures[i] for i in sorted(signatures))
+    weighed = {i: weigh(s, rarity) for i, s in signatures.items()}
+    return [score(weighed[p["a"]], weighed[p["b"]]) for p in pairs]
+
+
+def rule_figures(texts: Path = DEFAULT_TEXTS, pairs_file: Path = DEFAULT_PAIRS) -> dict[str, Figures]:
+    """Rule (d) at `THRESHOLD` on the dev and test halves and on all pairs."""
+    pairs = load_pairs(pairs_file)
+    articles = load_articles(texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
+    tagger = Tagger(load_taxonomy())
+    tagged = {i: tagger.tag(r.get("title") or "", body(r), r.get("language"))[0] for i, r in articles.items()}
+    scores = rule_scores(pairs, story_signatures(articles, tagged))
+    split = split_pairs(pairs)
+    return {
+        name: figures(
+            [(p, s) for p, s, h in zip(pairs, scores, split, strict=True) if name in ("all", h)], THRESHOLD
+        )
+        for name in SPLITS
+    }
+
+
+def format_report(figures_by_split: dict[str, Figures]) -> str:
+    """Pair precision and recall of linking, same-language and cross-language, per split."""
+
+    def share(k: int, n: int) -> str:
+        return f"{k / n:.3f} ({k}/{n})" if n else "-"
+
+    lines = [
+        f"story linking at threshold {THRESHOLD} (pipeline/stories/link.py)",
+        "",
+        "| split | P same-language | R same-language | P cross-language | R cross-language "
+        "| different-story pairs linked |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, f in figures_by_split.items():
+        lines.append(
+            f"| {name} | {share(f.same_linked, f.same_linked + f.false_same)} "
+            f"| {share(f.same_linked, f.same_total)} "
+            f"| {share(f.cross_linked, f.cross_linked + f.false_cross)} "
+            f"| {share(f.cross_linked, f.cross_total)} "
+            f"| {share(f.different_linked, f.different_total)} |"
+        )
+    return "\n".join(lines)
