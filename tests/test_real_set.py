@@ -80,7 +80,10 @@ def test_real_test_split_floors(test_report: Report) -> None:
         "nk-russia" in r["topics"] for r in LABELS if r["split"] == "test"
     )
     assert nk_russia.f1 >= 0.65, (nk_russia.precision, nk_russia.recall)
-    assert test_report.micro().f1 >= 0.58
+    # Taxonomy 2026.12.5 (the salience gate) measures micro-F1 0.666, precision 0.721.
+    micro = test_report.micro()
+    assert micro.f1 >= 0.64, (micro.precision, micro.recall)
+    assert micro.precision >= 0.70, "topics fire on passing mentions again"
 
 
 def test_a_missing_text_folder_or_text_is_a_clear_error(tmp_path: Path) -> None:

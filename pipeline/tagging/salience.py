@@ -32,6 +32,9 @@ from dataclasses import dataclass
 
 FEATURES = ("title_pair", "lead_relation", "relation_sentences", "pair_share", "list_share", "mentions")
 
+# The salience gate's features (`gate_features`), for topics without a calibration.
+GATE_FEATURES = ("weight", "passages", "share", "title", "lead", "first", "length")
+
 # What may stand between two items of a list of states: punctuation and/or a
 # conjunction, then perhaps an article, in the taxonomy's languages.
 _CONJUNCTIONS = (
@@ -125,3 +128,30 @@ def features(
         "list_share": len(listed) / len(pair_sentences) if pair_sentences else 0.0,
         "mentions": math.log1p(min(counts)),
     }, sorted(relations)
+
+
+def gate_features(
+    weight: int,
+    passages: int,
+    paragraphs: int,
+    text_paragraphs: int,
+    title: bool,
+    lead: bool,
+    first: float,
+    length: int,
+) -> dict[str, float]:
+    """`GATE_FEATURES` of a topic whose rule fired in an article, from what the tagger's pass
+    already knows: `weight`, the supporting passages' weight (2 in the title or lead
+    paragraph, 1 elsewhere); `passages`, how many they are; `paragraphs`, how many of the
+    text's `text_paragraphs` hold one; `title`, `lead`: one is in the title, in the lead
+    paragraph; `first`: where the rule is first met, as a share of the document;
+    `length`: the document's, in characters."""
+    return {
+        "weight": math.log(weight),
+        "passages": math.log(passages),
+        "share": min(1.0, paragraphs / text_paragraphs),
+        "title": float(title),
+        "lead": float(lead),
+        "first": first,
+        "length": math.log1p(length / 1000),
+    }

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import ahocorasick_rs
 import numpy as np
 
-from pipeline.tagging.salience import Mention, features
+from pipeline.tagging.salience import Mention, features, gate_features
 from pipeline.tagging.taxonomy import (
     DEFAULT_TAXONOMY,
     SCOPES,
@@ -525,13 +525,30 @@ class Tagger:
     def tag(
         self, title: str, text: str, language: str | None = None
     ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
+        return self._tag(title, text, language, None)
+
+    def gate_salience(
+        self, title: str, text: str, language: str | None = None
+    ) -> dict[str, dict[str, float]]:
+        """The salience gate's features (pipeline/tagging/salience.py) of every topic without a
+        calibration whose rule fires in an article (its passages weigh `min_weight`), gated
+        or not: what gates are fitted on."""
+        features: dict[str, dict[str, float]] = {}
+        self._tag(title, text, language, features)
+        return features
+
+    def _tag(
+        self, title: str, text: str, language: str | None, collect: dict[str, dict[str, float]] | None
+    ) -> tuple[tuple[EntityMention, ...], tuple[TopicMatch, ...], tuple[str, ...]]:
+        """Tags an article; with `collect`, records the gate features of each topic without
+        a calibration in it and gates none."""
         document = f"{title}\n{text}"
         hits, cues = self._scan(document, language)
         entities, countries = self._entities(hits, len(title) + 1)
         rules = self._rules
         lead_end = _lead_end(title, text)
-        weights: dict[int, int] = {}
-        found: dict[int, tuple[_Passages, int]] = {}  # rule number -> its first passage
+        support: dict[int, list[int]] = {}  # rule number -> the numbers of its passages
+        found: dict[int, _Passages] = {}  # rule number -> the passages they number
         # Entity and cue hits in one list by start (sorting merges two runs). The
         # sort is stable and no bit is both an entity's and a cue's, so each
         # passage's first hit answering for a bit is as in either list.
@@ -560,22 +577,41 @@ class Tagger:
                 passages = _Passages(hits_within, ends, len(document), lead_end)
             else:
                 passages = _Passages(every, [], len(document), lead_end)
-            leads, satisfied = passages.leads, rules.satisfied[scope]
+            satisfied = rules.satisfied[scope]
             for number, mask in passages.masks.items():
                 for n in satisfied[mask]:
-                    if n in weights:
-                        weights[n] += 2 if number < leads else 1
+                    if n in support:
+                        support[n].append(number)
                     else:
-                        weights[n] = 2 if number < leads else 1
-                        found[n] = (passages, number)
+                        support[n] = [number]
+                        found[n] = passages
         topics = []
-        for n in sorted(weights):
+        for n in sorted(support):
             compiled = rules.rules[n]
-            match = _topic(compiled, weights[n], document, *found[n], lead_end)
-            if match is not None and compiled.rule.calibration is not None:
-                match = self._calibrated(compiled, match, document, len(title), lead_end, hits, cues)
-            if match is not None:
-                topics.append(match)
+            passages, numbers = found[n], support[n]
+            # Passages in the title or lead paragraph (numbered below `leads`) weigh 2.
+            weight = len(numbers) + bisect_left(numbers, passages.leads)
+            fired = _topic(compiled, weight, document, passages, numbers[0], lead_end)
+            if fired is None:
+                continue
+            match, reached = fired
+            rule = compiled.rule
+            if rule.calibration is not None:
+                calibrated = self._calibrated(compiled, match, document, len(title), lead_end, hits, cues)
+                if calibrated is not None:
+                    topics.append(calibrated)
+                continue
+            if collect is not None:  # the features the gate is fitted on; no gate
+                collect[rule.id] = _gate_features(numbers, weight, passages, paragraphs, len(title), reached)
+            elif rule.gate is not None:
+                # Kept when the gate's score (pipeline/tagging/salience.py) reaches its threshold.
+                score = rule.gate.score(
+                    _gate_features(numbers, weight, passages, paragraphs, len(title), reached)
+                )
+                if score < rule.gate.threshold:
+                    continue
+                match = _new(TopicMatch, (match.id, round(score, 3), match.evidence))
+            topics.append(match)
         return entities, tuple(topics), countries
 
     def _calibrated(
@@ -703,13 +739,40 @@ class _Passages:
         return self.hits[first:stop]
 
 
+def _gate_features(
+    numbers: list[int], weight: int, passages: _Passages, lines: _Passages, title_end: int, reached: int
+) -> dict[str, float]:
+    """The salience gate's features (pipeline/tagging/salience.py) of a rule that fired in
+    the passages `numbers` of `passages` (weighing `weight`) and was first met at
+    `reached`; `lines` are the document's paragraphs (the title the first)."""
+    span = passages.span
+    first = span(numbers[0])[0]
+    line_ends = lines.ends
+    if passages is lines:
+        held = len(numbers) - (numbers[0] == 0)  # the title is no paragraph of the text
+    else:
+        held = len({bisect_right(line_ends, span(k)[0]) for k in numbers} - {0})
+    in_leads = numbers[: bisect_left(numbers, passages.leads)]
+    length = passages.length
+    return gate_features(
+        weight,
+        len(numbers),
+        held,
+        len(line_ends) or 1,
+        first < title_end,
+        any(span(k)[0] >= title_end for k in in_leads),
+        reached / length if length else 0.0,
+        length,
+    )
+
+
 def _topic(
     compiled: _Rule, weight: int, document: str, passages: _Passages, first: int, lead_end: int
-) -> TopicMatch | None:
+) -> tuple[TopicMatch, int] | None:
     """The rule's match when its supporting passages weigh enough (`weight`, the
     passages' sum: a passage in the title or lead paragraph weighs 2, any other 1)
-    and `first` the first of them. A topic named in one passage deep in the story
-    is a passing mention, not what it is about."""
+    and `first` the first of them, and where its evidence there is complete. A topic
+    named in one passage deep in the story is a passing mention, not what it is about."""
     rule = compiled.rule
     document_scope = rule.scope == "document"
     if weight < rule.min_weight and not document_scope:
@@ -720,7 +783,8 @@ def _topic(
         if weight < rule.min_weight:
             return None
     spans = tuple(dict.fromkeys([document[h[_START] : h[_END]] for h in evidence]))
-    return _new(TopicMatch, (rule.id, _score(weight, rule.min_weight), spans))
+    reached = max([h[_START] for h in evidence])
+    return _new(TopicMatch, (rule.id, _score(weight, rule.min_weight), spans)), reached
 
 
 @cache

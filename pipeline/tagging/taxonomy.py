@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.tagging.salience import FEATURES, Calibration
+from pipeline.tagging.salience import FEATURES, GATE_FEATURES, Calibration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -97,6 +97,9 @@ class TopicRule:
     exclude: tuple[str, ...] = ()
     min_weight: int = 2  # see Tagger._topic: the lead, or two passages
     calibration: Calibration | None = None  # bilateral rules: kept when the score reaches its threshold
+    # Rules without a calibration: kept when the gate's score reaches its threshold. Out of
+    # the repr, as `EntityDef.wikidata` (see `digest`).
+    gate: Calibration | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class Taxonomy:
     topics: tuple[TopicRule, ...]
     ignore: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
+    # The gate of topics with neither a calibration nor a `gate` of their own (out of the repr).
+    gate: Calibration | None = field(default=None, repr=False)
 
     def alias_count(self) -> int:
         return sum(len(e.aliases) for e in self.entities)
@@ -141,7 +146,7 @@ def _strings_by_language(table: dict[str, Any], key: str, where: str) -> list[tu
 
 
 _ENTITY_KEYS = {"id", "type", "country", "label", "wikidata", "aliases", "weak_aliases", "exact_aliases"}
-_TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight", "calibration"}
+_TOPIC_KEYS = {"id", "label", "all_of", "cues", "scope", "exclude", "min_weight", "calibration", "gate"}
 
 
 def _identified(table: Any, section: str, kind: str, n: int, source: str, known: set[str]) -> tuple[str, str]:
@@ -180,7 +185,7 @@ def _entity(table: Any, n: int, source: str) -> EntityDef:
     return EntityDef(eid, etype, country, tuple(aliases), str(table.get("label", "")), wikidata)
 
 
-def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
+def _topic(table: Any, n: int, source: str, entity_ids: set[str], gate: Calibration | None) -> TopicRule:
     tid, where = _identified(table, "topics", "topic", n, source, _TOPIC_KEYS)
     groups = _need(table, "all_of", where, list)
     for group in groups:
@@ -203,8 +208,16 @@ def _topic(table: Any, n: int, source: str, entity_ids: set[str]) -> TopicRule:
     calibration = None
     if "calibration" in table:
         calibration = _calibration(table["calibration"], where, len(groups))
+    if "gate" not in table:
+        own_gate = None if calibration else gate
+    elif table["gate"] is False:
+        own_gate = None
+    elif calibration is not None:
+        raise TaxonomyError(f"{where}: a calibrated topic takes no `gate`")
+    else:
+        own_gate = _logistic(table["gate"], f"{where}: `gate`", GATE_FEATURES)
     all_of = tuple(tuple(g) for g in groups)
-    return TopicRule(tid, label, all_of, cues, scope, exclude, min_weight, calibration)
+    return TopicRule(tid, label, all_of, cues, scope, exclude, min_weight, calibration, own_gate)
 
 
 def _number(value: Any, where: str) -> float:
@@ -218,17 +231,22 @@ def _calibration(table: Any, where: str, groups: int) -> Calibration:
     layer of a bilateral rule (two groups), see pipeline/tagging/salience.py."""
     if groups != 2:
         raise TaxonomyError(f"{where}: `calibration` needs a bilateral rule (two groups in `all_of`)")
+    return _logistic(table, f"{where}: `calibration`", FEATURES)
+
+
+def _logistic(table: Any, where: str, features: tuple[str, ...]) -> Calibration:
+    """A `{ bias = …, threshold = …, weights = { feature = … } }` table (`where` names it)."""
     if not isinstance(table, dict) or set(table) != {"bias", "threshold", "weights"}:
-        raise TaxonomyError(f"{where}: `calibration` must be a table of `bias`, `threshold` and `weights`")
+        raise TaxonomyError(f"{where} must be a table of `bias`, `threshold` and `weights`")
     weights = table["weights"]
-    if not isinstance(weights, dict) or not set(weights) <= set(FEATURES):
-        raise TaxonomyError(f"{where}: `calibration.weights` keys must be among {list(FEATURES)}")
-    threshold = _number(table["threshold"], f"{where}: `calibration.threshold`")
+    if not isinstance(weights, dict) or not set(weights) <= set(features):
+        raise TaxonomyError(f"{where}: `weights` keys must be among {list(features)}")
+    threshold = _number(table["threshold"], f"{where}: `threshold`")
     if not 0.0 < threshold < 1.0:
-        raise TaxonomyError(f"{where}: `calibration.threshold` must be between 0 and 1")
+        raise TaxonomyError(f"{where}: `threshold` must be between 0 and 1")
     return Calibration(
-        bias=_number(table["bias"], f"{where}: `calibration.bias`"),
-        weights={k: _number(v, f"{where}: `calibration.weights.{k}`") for k, v in sorted(weights.items())},
+        bias=_number(table["bias"], f"{where}: `bias`"),
+        weights={k: _number(v, f"{where}: `weights.{k}`") for k, v in sorted(weights.items())},
         threshold=threshold,
     )
 
@@ -243,25 +261,30 @@ def parse_taxonomy(data: dict[str, Any], source: str = "<taxonomy>") -> Taxonomy
             raise TaxonomyError(f"{source}: entity {entity.id!r}: duplicate id")
         seen.add(entity.id)
         entities.append(entity)
+    gate = _logistic(data["gate"], f"{source}: `gate`", GATE_FEATURES) if "gate" in data else None
     topics: list[TopicRule] = []
     topic_ids: set[str] = set()
     for n, table in enumerate(data.get("topics", [])):
-        topic = _topic(table, n, source, seen)
+        topic = _topic(table, n, source, seen, gate)
         if topic.id in topic_ids:
             raise TaxonomyError(f"{source}: topic {topic.id!r}: duplicate id")
         topic_ids.add(topic.id)
         topics.append(topic)
     ignore = tuple(p for _, p in _strings_by_language(data, "ignore", source))
-    return Taxonomy(version, tuple(entities), tuple(topics), ignore, source)
+    return Taxonomy(version, tuple(entities), tuple(topics), ignore, source, gate)
 
 
 def digest(taxonomy: Taxonomy) -> str:
     """A hash of the rules themselves (not of the file's comments or layout). Wikidata ids
-    count when an entity names one (a taxonomy naming none hashes as it did before)."""
+    and salience gates count when an entity names one or a topic has one (a taxonomy with
+    neither hashes as it did before they existed)."""
     text = repr(replace(taxonomy, source=""))
     wikidata = [(e.id, e.wikidata) for e in taxonomy.entities if e.wikidata]
     if wikidata:
         text += repr(wikidata)
+    gates = [(t.id, t.gate) for t in taxonomy.topics if t.gate]
+    if gates:
+        text += repr(gates)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
