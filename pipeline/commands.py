@@ -101,15 +101,15 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def evaluate_stories(args: argparse.Namespace) -> int:
-    from pipeline.stories.evaluate import DEFAULT_PAIRS, DEFAULT_TEXTS, format_report, rule_figures
+    from pipeline.stories.evaluate import DEFAULT_PAIRS, DEFAULT_TEXTS, format_report, linking_figures
 
     try:
-        figures = rule_figures(args.texts or DEFAULT_TEXTS, DEFAULT_PAIRS)
+        pairs, stories = linking_figures(args.texts or DEFAULT_TEXTS, DEFAULT_PAIRS)
     except (TaxonomyError, ValueError, OSError) as exc:
         print(f"newsbeam: {exc}", file=sys.stderr)
         return EXIT_FAILED
     wanted = ("dev", "test", "all") if args.split == "all" else (args.split,)
-    print(format_report({name: figures[name] for name in wanted}))
+    print(format_report({n: pairs[n] for n in wanted}, {n: stories[n] for n in wanted}))
     return 0
 
 
