@@ -41,7 +41,9 @@ bench-lake: $(STAMP)
 	$(BIN)/python -m bench.lake $(ARGS)
 bench-templated: $(STAMP)
 	$(BIN)/python -m bench.templated $(ARGS)
-.PHONY: bench-langid bench-staging bench-realnews
+.PHONY: bench-langid bench-staging bench-realnews bench-memory
+bench-memory: $(STAMP)
+	$(BIN)/python -m bench.memory $(ARGS)
 bench-realnews: $(STAMP)
 	$(BIN)/python -m bench.realnews $(ARGS)
 bench-staging: $(STAMP)
