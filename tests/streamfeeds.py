@@ -8,8 +8,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
+from pipeline.run import load_tagger
+from pipeline.streaming.panes import StreamPlan
 from tests.feedserver import FeedServer, Route
 
 WORDS = [
@@ -92,3 +96,24 @@ class GrowingFeeds:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+def pane_plan(config: Any, stop_file: Path, started_day: int | None = None) -> StreamPlan:
+    """The streaming job's plan for committing panes of `config`'s lake directly (1 s polls,
+    10 s windows); `started_day` defaults to today."""
+    day = started_day if started_day is not None else datetime.now(timezone.utc).date().toordinal()
+    return StreamPlan(
+        output_dir=str(config.output_dir.resolve()),
+        http=config.http,
+        poll_interval=1.0,
+        window_seconds=10.0,
+        allowed_lateness=10.0,
+        stop_file=str(stop_file),
+        run_seconds=None,
+        tagger=load_tagger(config),
+        keep_topics=(),
+        near_dup=config.near_dup,
+        lookback_days=config.lookback_days,
+        started_day=day,
+        articles=config.articles,
+    )

@@ -19,13 +19,14 @@ from connectors.state import FeedState
 from pipeline.config import StreamSettings
 from pipeline.lake.store import Lake
 from pipeline.run import Polled, commit_pending, load_tagger, pipeline_options
-from pipeline.streaming.panes import FeedPoll, Pane, StreamPlan, commit_pane, seed_memory
+from pipeline.streaming.panes import FeedPoll, Pane, commit_pane, seed_memory
 from pipeline.streaming.unbounded import run_unbounded
 from schemas.ids import sha256_hex
 from schemas.records import RawFetch
 from tests.conftest import FAST_HTTP, FIXTURES, ROOT, make_config
 from tests.feedserver import FeedServer, Route
 from tests.lakeread import duck_rows, snapshot_arrow
+from tests.streamfeeds import pane_plan
 
 T0 = datetime(2024, 6, 21, 12, 0, tzinfo=timezone.utc)
 GOOD_PAGE = (FIXTURES / "articles" / "good.html").read_bytes()
@@ -89,24 +90,6 @@ def raws(tmp_path: Path) -> list[RawFetch]:
     return [feed, *pages, down, *feeds, *read_seed_dir(seeds, T0, max_bytes=200_000)]
 
 
-def stream_plan(config: Any, stop: Path) -> StreamPlan:
-    return StreamPlan(
-        output_dir=str(config.output_dir.resolve()),
-        http=config.http,
-        poll_interval=1.0,
-        window_seconds=10.0,
-        allowed_lateness=10.0,
-        stop_file=str(stop),
-        run_seconds=None,
-        tagger=load_tagger(config),
-        keep_topics=(),
-        near_dup=config.near_dup,
-        lookback_days=config.lookback_days,
-        started_day=T0.date().toordinal(),
-        articles=config.articles,
-    )
-
-
 def table_rows(out: Path, table: str) -> list[dict[str, Any]]:
     rows = snapshot_arrow(out, table).to_pylist()
     return sorted(rows, key=repr)
@@ -128,7 +111,7 @@ def test_a_pane_and_a_run_over_the_same_raw_batches_give_the_same_tables(
     # The streaming job: the same batches landed by a poll, committed as its pane.
     stream_lake = Lake(stream_config.output_dir)
     assert stream_lake.land_raw(raws, T0) == batch
-    plan = stream_plan(stream_config, tmp_path / "stop")
+    plan = pane_plan(stream_config, tmp_path / "stop", started_day=T0.date().toordinal())
     poll = FeedPoll(
         "https://wire.example/rss", "wire", "ok", "", FeedState(), T0, batch, f"{T0:%Y-%m-%d}", tuple(raws)
     )

@@ -21,15 +21,15 @@ from connectors.http import FeedSource
 from connectors.state import FeedState, load_feed_states
 from pipeline.config import ConfigError, parse_config
 from pipeline.lake.store import Lake
-from pipeline.run import load_tagger, run_cycle
-from pipeline.streaming.panes import PANE_KEY, CommitPanes, FeedPoll, Pane, PaneReport, StreamPlan
+from pipeline.run import run_cycle
+from pipeline.streaming.panes import PANE_KEY, CommitPanes, FeedPoll, Pane, PaneReport
 from pipeline.streaming.unbounded import WindowPolls, run_unbounded
 from pipeline.streaming.windows import due_feeds
 from schemas.ids import sha256_hex
 from schemas.records import RawFetch
 from tests.conftest import make_config
 from tests.lakeread import snapshot_duck_rows
-from tests.streamfeeds import GrowingFeeds, item_title, rss
+from tests.streamfeeds import GrowingFeeds, item_title, pane_plan, rss
 from tests.test_stream import first_readable, growing_feeds_config, stream_config, stream_process, wait_for
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -109,23 +109,6 @@ def _pane(start: datetime, *polls: FeedPoll) -> tuple[str, Pane]:
     return PANE_KEY, Pane(start.isoformat(), (start + timedelta(seconds=10)).isoformat(), "early", polls)
 
 
-def _plan(config, stop_file: Path) -> StreamPlan:  # type: ignore[no-untyped-def]
-    return StreamPlan(
-        output_dir=str(config.output_dir.resolve()),
-        http=config.http,
-        poll_interval=1.0,
-        window_seconds=10.0,
-        allowed_lateness=10.0,
-        stop_file=str(stop_file),
-        run_seconds=None,
-        tagger=load_tagger(config),
-        keep_topics=(),
-        near_dup=config.near_dup,
-        lookback_days=config.lookback_days,
-        started_day=datetime.now(timezone.utc).date().toordinal(),
-    )
-
-
 def test_panes_commit_once_each_deduplicated_across_windows_and_against_the_lake(
     tmp_path: Path, seeds_dir: Path, feed_server
 ) -> None:
@@ -153,7 +136,7 @@ def test_panes_commit_once_each_deduplicated_across_windows_and_against_the_lake
         return r.rows.get("articles", 0), r.rows.get("duplicates", 0), r.rows.get("rejects", 0), r.failed
 
     with _streaming_pipeline() as p:
-        reports = p | stream | beam.ParDo(CommitPanes(_plan(config, tmp_path / "stop")))
+        reports = p | stream | beam.ParDo(CommitPanes(pane_plan(config, tmp_path / "stop")))
         assert_that(
             reports | beam.Map(summary), equal_to([(1, 1, 1, ("west",)), (1, 2, 0, ()), (1, 2, 0, ())])
         )
