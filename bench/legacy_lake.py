@@ -12,6 +12,8 @@ Staging is the same then and now: workers write each file durably under
 `_staging/<token>/<table>/<partition folder>/<part name>` (`pipeline.lake.files.stage_arrow`,
 unchanged since), so `commit` takes any object with the fields of
 `pipeline.lake.files.StagedFile` and the bench writes both sides' files the same way.
+The durable file-system helpers (`fsync_dir`, `write_json_atomic`, `make_dirs`,
+`new_dirs`) are unchanged since and imported.
 
 Layout under the lake root:
 
@@ -32,6 +34,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+
+from connectors.state import fsync_dir, write_json_atomic
+from pipeline.lake.files import make_dirs, new_dirs
 
 MANIFESTS = "_manifests"
 STAGING = "_staging"
@@ -62,46 +67,6 @@ class Staged(Protocol):
     def sha256(self) -> str: ...
     @property
     def stats(self) -> dict[str, Any]: ...
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Readers see the old file or the new one, never a torn one; no temp file is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
-def mkdirs(path: Path) -> list[Path]:
-    """mkdir -p; returns the directories it created, outermost first."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    path.mkdir(parents=True, exist_ok=True)
-    return missing[::-1]
-
-
-def make_dirs(path: Path) -> None:
-    """mkdir -p, with the parent of every created directory fsynced so the entry survives."""
-    for created in mkdirs(path):
-        fsync_dir(created.parent)
 
 
 def entry(f: Staged) -> dict[str, Any]:
@@ -225,7 +190,7 @@ class LegacyLake:
                 raise FileNotFoundError(f"staged file vanished before commit: {src}")
         created: list[Path] = []
         for _, dst, second in todo:
-            created += mkdirs(dst.parent) + mkdirs(second.parent)
+            created += new_dirs(dst.parent) + new_dirs(second.parent)
         for parent in sorted({d.parent for d in created}):
             fsync_dir(parent)
         for src, _, second in todo:
