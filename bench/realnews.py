@@ -36,19 +36,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from pipeline.tagging.evaluate import DEFAULT_REAL_TEXTS
+from pipeline.tagging.evaluate import DEFAULT_REAL_TEXTS, read_real_records
 
 PER_FEED = 100
 KEYS = ("seconds", "cpu", "peak", "out")
-
-
-def real_records(texts: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted(texts.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                records.append(json.loads(line))
-    return sorted(records, key=lambda r: r["id"])
 
 
 def rss_item(record: dict[str, Any], copy: int) -> str:
@@ -77,7 +68,7 @@ def write_real_feeds(texts: Path, folder: Path, copies: int = 1) -> int:
     returns the number of items written."""
     folder.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, list[dict[str, Any]]] = {}
-    for record in real_records(texts):
+    for _, record in sorted(read_real_records(texts).items()):
         by_source.setdefault(str(record.get("source") or "unknown"), []).append(record)
     items, files = 0, 0
     for source, records in sorted(by_source.items()):

@@ -11,8 +11,7 @@ each pair:
   (a) entities      Jaccard of the sets of taxonomy entity ids found in the two articles
   (b) entities+date (a), set to 0 when both articles have `published` more than
                     --window days apart
-  (c) names         Jaccard of transliterated capitalised words; only when `anyascii`
-                    or `unidecode` is importable
+  (c) names         Jaccard of capitalised words transliterated with `anyascii`
   (d) signature     pipeline.stories: `same_story` points of the two story signatures
                     (entities, names, numbers, event days, lead terms, publication gap),
                     with the rarity of names/numbers/terms counted over the articles of
@@ -31,7 +30,6 @@ pairs rule (d) gets wrong, with their evidence (ids and figures only).
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import statistics
 import time
@@ -39,13 +37,14 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+from anyascii import anyascii
+
 from pipeline.stories.evaluate import (
     DEFAULT_PAIRS,
     DEFAULT_TEXTS,
     SPLITS,
     body,
     figures,
-    load_articles,
     load_pairs,
     rule_scores,
     split_pairs,
@@ -53,6 +52,7 @@ from pipeline.stories.evaluate import (
 )
 from pipeline.stories.link import THRESHOLD, Rarity, compare, score, weigh
 from pipeline.stories.signals import signature
+from pipeline.tagging.evaluate import read_real_records
 from pipeline.tagging.tagger import Tagger, load_taxonomy
 
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -71,15 +71,6 @@ def days_apart(a: str | None, b: str | None) -> int | None:
         return abs((date.fromisoformat(a[:10]) - date.fromisoformat(b[:10])).days)
     except ValueError:
         return None
-
-
-def transliterator() -> Callable[[str], str] | None:
-    for module, name in (("anyascii", "anyascii"), ("unidecode", "unidecode")):
-        try:
-            return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-        except ImportError:
-            continue
-    return None
 
 
 def rates(scored: Sequence[tuple[dict[str, str], float]], threshold: float) -> dict[str, str]:
@@ -120,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     pairs = load_pairs(args.pairs)
-    articles = load_articles(args.texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
+    articles = read_real_records(args.texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
     tagger = Tagger(load_taxonomy())
     tagged: dict[str, tuple[object, ...]] = {}
     start = time.perf_counter()
@@ -140,13 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         "(a) entities": lambda p: jaccard(entities[p["a"]], entities[p["b"]]),
         "(b) entities+date": lambda p: jaccard(entities[p["a"]], entities[p["b"]]) if date_ok(p) else 0.0,
     }
-    translit = transliterator()
-    if translit is not None:
-        names = {
-            i: set(_CAPITALISED.findall(translit(f"{r.get('title') or ''}\n{body(r)}")))
-            for i, r in articles.items()
-        }
-        variants["(c) names"] = lambda p: jaccard(names[p["a"]], names[p["b"]])
+    latin = {i: anyascii(f"{r.get('title') or ''}\n{body(r)}") for i, r in articles.items()}
+    names = {i: set(_CAPITALISED.findall(text)) for i, text in latin.items()}
+    variants["(c) names"] = lambda p: jaccard(names[p["a"]], names[p["b"]])
     variants["(d) signature"] = lambda p: rule[(p["a"], p["b"])]
 
     split = split_pairs(pairs)
@@ -161,8 +148,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"split: dev {split.count('dev')} pairs, test {split.count('test')} pairs (split_pairs)")
     untagged = sum(not e for e in entities.values())
     print(f"articles with no taxonomy entity: {untagged}/{len(entities)}; date window {args.window} days")
-    if translit is None:
-        print("(c) names: skipped (neither anyascii nor unidecode is installed)")
     print(f"(d) signature: threshold {THRESHOLD} (marked *)")
     columns = [
         "variant",

@@ -21,11 +21,12 @@ from pathlib import Path
 from pipeline.stories.assign import NewArticle, assign_stories
 from pipeline.stories.link import THRESHOLD, Rarity, score, weigh
 from pipeline.stories.signals import StorySignature, signature
+from pipeline.tagging.evaluate import DEFAULT_REAL_TEXTS, read_real_records, text_lines
 from pipeline.tagging.tagger import Tagger, load_taxonomy
 
 _ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PAIRS = _ROOT / "tests" / "eval" / "stories" / "pairs.jsonl"
-DEFAULT_TEXTS = _ROOT.parent / "shared" / "realnews"
+DEFAULT_TEXTS = DEFAULT_REAL_TEXTS
 SPLITS = ("dev", "test", "all")
 
 
@@ -33,26 +34,8 @@ def load_pairs(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def load_articles(texts: Path, wanted: set[str]) -> dict[str, dict[str, str | None]]:
-    """The records of `texts/*.jsonl` whose id is wanted; ValueError when one has no text."""
-    if not texts.is_dir():
-        raise ValueError(f"{texts}: no such folder of real articles (give it with --texts)")
-    found: dict[str, dict[str, str | None]] = {}
-    for path in sorted(texts.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if record.get("id") in wanted:
-                found[record["id"]] = record
-    missing = wanted - found.keys()
-    if missing:
-        raise ValueError(f"{len(missing)} labelled ids have no text in {texts}, e.g. {sorted(missing)[0]!r}")
-    return found
-
-
 def body(record: dict[str, str | None]) -> str:
-    return "\n".join(p.strip() for p in (record.get("text") or "").split("\n\n") if p.strip())
+    return text_lines(record.get("text"))
 
 
 def split_pairs(pairs: Sequence[dict[str, str]]) -> list[str]:
@@ -176,7 +159,7 @@ def linking_figures(
     the pairs' articles taken in publication order (a pair counts as linked when both
     articles end in one story)."""
     pairs = load_pairs(pairs_file)
-    articles = load_articles(texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
+    articles = read_real_records(texts, {p["a"] for p in pairs} | {p["b"] for p in pairs})
     tagger = Tagger(load_taxonomy())
     tagged = {i: tagger.tag(r.get("title") or "", body(r), r.get("language"))[0] for i, r in articles.items()}
     signatures = story_signatures(articles, tagged)

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.tagging.tagger import Tagger
 
@@ -67,15 +68,38 @@ def load_eval_set(folder: Path = DEFAULT_EVAL_SET, split: str = "all") -> list[L
     return articles
 
 
+def read_real_records(texts: Path, wanted: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The records of the real-article collection (`texts/*.jsonl`: `id`, `language`,
+    `title`, `text` with paragraphs separated by a blank line, `published`, ...) by id:
+    all of them, or those `wanted`. ValueError when the folder or a wanted id is missing."""
+    if not texts.is_dir():
+        raise ValueError(f"{texts}: no such folder of real articles (give it with --texts)")
+    ids = None if wanted is None else set(wanted)
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(texts.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                if ids is None or record.get("id") in ids:
+                    found[record["id"]] = record
+    missing = sorted((ids or set()) - found.keys())
+    if missing:
+        raise ValueError(f"{len(missing)} labelled articles have no text in {texts}, e.g. {missing[0]!r}")
+    return found
+
+
+def text_lines(text: str | None) -> str:
+    """A collection text as the tagger reads an article: one paragraph per line."""
+    return "\n".join(p.strip() for p in (text or "").split("\n\n") if p.strip())
+
+
 def load_real_set(
     texts: Path = DEFAULT_REAL_TEXTS, split: str = "all", labels: Path = REAL_LABELS
 ) -> list[LabelledArticle]:
-    """The real set: `labels` joined by id with the records of `texts/*.jsonl` (`id`,
-    `language`, `title`, `text`). Raises ValueError when a labelled id has no text."""
+    """The real set: `labels` joined by id with the records of `texts/*.jsonl`. Raises
+    ValueError when a labelled id has no text."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if not texts.is_dir():
-        raise ValueError(f"{texts}: no such folder of real articles (give it with --texts)")
     wanted: dict[str, dict[str, object]] = {}
     for n, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
@@ -84,27 +108,18 @@ def load_real_set(
                 raise ValueError(f"{labels}:{n}: a label needs `topics` (a list) and `split` (dev or test)")
             if split in ("all", row["split"]):
                 wanted[row["id"]] = row
-    articles: list[LabelledArticle] = []
-    for path in sorted(texts.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line) if line.strip() else {}
-            label = wanted.pop(record.get("id", ""), None)
-            if label is None:
-                continue
-            articles.append(
-                LabelledArticle(
-                    id=record["id"],
-                    language=record["language"],
-                    split=str(label["split"]),
-                    title=record.get("title") or "",
-                    text="\n".join(p.strip() for p in record["text"].split("\n\n") if p.strip()),
-                    topics=frozenset(label["topics"]),  # type: ignore[arg-type]
-                )
-            )
-    if wanted:
-        missing = sorted(wanted)
-        raise ValueError(f"{len(missing)} labelled articles have no text in {texts}, e.g. {missing[0]!r}")
-    return sorted(articles, key=lambda a: a.id)
+    records = read_real_records(texts, wanted)
+    return [
+        LabelledArticle(
+            id=i,
+            language=records[i]["language"],
+            split=str(wanted[i]["split"]),
+            title=records[i].get("title") or "",
+            text=text_lines(records[i]["text"]),
+            topics=frozenset(wanted[i]["topics"]),  # type: ignore[arg-type]
+        )
+        for i in sorted(wanted)
+    ]
 
 
 @dataclass
